@@ -1,0 +1,115 @@
+/*
+ * dbmon.h - the local database monitor, and one-shot probes of any database.
+ *
+ * Everything runs on the caller's uv loop and never blocks it: libpq is used
+ * only through PQconnectStart/PQconnectPoll and PQsendQuery/PQconsumeInput on
+ * a uv_poll_t, every step bounded by a uv timer.
+ *
+ * The monitor implements the guide's timing: every local.period seconds a
+ * check (connect if needed, then one query reading pg_is_in_recovery() and the
+ * WAL positions).  When no check has succeeded for local.timeout seconds it
+ * makes a final check bounded by local.timeout.final; if that fails too the
+ * database is declared failed.  db.reuse.connection.count: 0 makes a new
+ * connection for every check, N reuses one connection for N checks.
+ */
+#ifndef EFM_DBMON_H
+#define EFM_DBMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+enum db_role {
+	DB_ROLE_UNKNOWN,
+	DB_ROLE_MASTER,  /* pg_is_in_recovery() = false */
+	DB_ROLE_STANDBY, /* pg_is_in_recovery() = true */
+};
+
+/* Why a connection attempt failed, for the guide's "Unable to connect" notices. */
+enum db_conn_error {
+	DB_ERR_NONE,
+	DB_ERR_TOO_MANY_CONNECTIONS,
+	DB_ERR_BAD_PASSWORD,
+	DB_ERR_BAD_AUTHORIZATION, /* no pg_hba.conf entry, role or database refused */
+	DB_ERR_TIMEOUT,
+	DB_ERR_OTHER,
+};
+
+/* What one successful check saw. */
+struct db_sample {
+	enum db_role role;
+	char current_lsn[32];  /* master: pg_current_wal_lsn(); standby: "" */
+	char receive_lsn[32];  /* standby: pg_last_wal_receive_lsn(), "" if none */
+	char replay_lsn[32];   /* standby: pg_last_wal_replay_lsn() */
+	bool replay_paused;    /* standby: pg_is_wal_replay_paused() */
+	int server_version;    /* PQserverVersion() */
+};
+
+/* db_sample_lsn is the position used for comparisons: current on a master, received (or replayed) on a standby. */
+const char *db_sample_lsn(const struct db_sample *s);
+
+/* lsn_parse reads "X/Y" into a 64-bit position; false when malformed. */
+bool lsn_parse(const char *text, uint64_t *out);
+
+enum dbmon_event {
+	DBMON_STARTED,      /* first check succeeded: role and WAL position known */
+	DBMON_START_FAILED, /* could not connect at start: the agent must exit (conn_error says why) */
+	DBMON_TIMING_OUT,   /* no success for local.timeout: making the final check */
+	DBMON_RECOVERED,    /* the final check (or a later check) succeeded after TIMING_OUT */
+	DBMON_FAILED,       /* the final check failed: database declared failed (latched) */
+	DBMON_ROLE_CHANGED, /* a check saw a different pg_is_in_recovery() than before */
+};
+
+struct dbmon_status {
+	bool started;           /* DBMON_STARTED was reported */
+	bool failed;            /* latched by DBMON_FAILED until dbmon_resume */
+	bool timing_out;        /* between DBMON_TIMING_OUT and DBMON_RECOVERED/FAILED */
+	bool last_ok;           /* the most recent check succeeded */
+	struct db_sample last;  /* from the most recent successful check */
+	uint64_t last_ok_ms;    /* uv_now() of the most recent successful check, 0 never */
+	uint64_t checks;        /* successful checks so far */
+	uint64_t connections;   /* connections opened so far (tests db.reuse.connection.count) */
+	enum db_conn_error conn_error; /* of the most recent failure */
+	char error[512];        /* libpq's message of the most recent failure, one line */
+};
+
+struct dbmon;
+
+/* The callback runs on the loop; st is valid only during the call. */
+typedef void (*dbmon_cb)(void *arg, enum dbmon_event ev, const struct dbmon_status *st);
+
+/*
+ * dbmon_new prepares a monitor of cfg's local database (cfg->db_host,
+ * db_port, db_database, db_user, jdbc_ssl) with the clear-text password
+ * (may be "" to rely on .pgpass).  cfg must outlive the monitor.
+ */
+struct dbmon *dbmon_new(uv_loop_t *loop, const struct efm_config *cfg, const char *password,
+			dbmon_cb cb, void *arg);
+/* dbmon_start makes the first check at once; returns 0 or a negative uv error. */
+int dbmon_start(struct dbmon *m) __attribute__((warn_unused_result));
+/* dbmon_resume clears a declared failure and restarts checking (efm resume). */
+void dbmon_resume(struct dbmon *m);
+const struct dbmon_status *dbmon_status(const struct dbmon *m);
+/* dbmon_close stops everything; done (may be NULL) runs once all handles are closed and m is freed. */
+void dbmon_close(struct dbmon *m, void (*done)(void *arg), void *arg);
+
+/*
+ * A one-shot probe: connect to host:port, run the check query, disconnect,
+ * all bounded by timeout_ms.  Used for the Promote Status section and, later,
+ * for checking another node's database.  The callback runs exactly once,
+ * with ok false and error set on failure.
+ */
+struct db_probe_result {
+	bool ok;
+	struct db_sample sample;
+	enum db_conn_error conn_error;
+	char error[512];
+};
+typedef void (*db_probe_cb)(void *arg, const struct db_probe_result *r);
+int db_probe(uv_loop_t *loop, const struct efm_config *cfg, const char *password, const char *host,
+	     int port, uint64_t timeout_ms, db_probe_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+
+#endif

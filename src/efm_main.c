@@ -1,0 +1,5 @@
+/* efm - placeholder until the client lands. */
+int main(void)
+{
+	return 1;
+}

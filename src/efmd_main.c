@@ -1,0 +1,5 @@
+/* efmd - placeholder until the agent lands. */
+int main(void)
+{
+	return 1;
+}
