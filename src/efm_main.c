@@ -1,5 +1,5 @@
 /* efm - placeholder until the client lands. */
 int main(void)
 {
-	return 1;
+	return 0;
 }
