@@ -68,7 +68,10 @@ bool admin_caller_may_mutate(uid_t uid, gid_t gid);
 /*
  * Client side (blocking, for the efm program): send request to the socket
  * at path and wait up to timeout_ms for the reply.  Returns the parsed reply
- * or NULL with err filled ("no agent running for cluster X (socket PATH)").
+ * or NULL with err filled ("no agent running (cannot connect to PATH: ...)").
+ * On NULL errno tells why: ENOENT or ECONNREFUSED when no agent listens (the
+ * caller may reword err with the cluster name), ETIMEDOUT when no reply came
+ * in time, ECONNRESET when the agent hung up, EPROTO for a malformed reply.
  */
 cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *err, size_t errlen);
 

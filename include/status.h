@@ -68,6 +68,7 @@ void status_render_text(FILE *out, const struct status_model *m);
  * status_exit_code: 0 only when every agent is up, there is a master and at
  * least one standby, their databases are up with known XLog locations, and
  * every standby is in sync with the master; 1 otherwise (the guide's list).
+ * An idle agent also gives 1: the guide counts it as a database problem.
  */
 int status_exit_code(const struct status_model *m);
 

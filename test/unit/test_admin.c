@@ -1,0 +1,513 @@
+/*
+ * test_admin.c - the admin socket: a real server on a uv loop in a temporary
+ * directory, and clients (admin_call and raw sockets) in a second thread and
+ * an unprivileged child process.
+ *
+ * cmocka's asserts must not run off the main thread, so the client thread
+ * records failures with CHECK and the main thread asserts there were none.
+ */
+#define _GNU_SOURCE /* setresuid */
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "admin.h"
+#include "log.h"
+
+#define LATE_MS 200
+
+static struct {
+	char dir[64];
+	char sock[100];
+	char log[100];
+	uv_loop_t loop;
+	uv_async_t done;
+	struct admin_server *server;
+	atomic_int late_replied; /* replies the "later" handler has sent (or had dropped) */
+	atomic_int mutate_calls;
+	atomic_int later_started; /* requests the "later" handler has taken */
+	char failure[512];        /* first CHECK failure, "" if none */
+	pid_t child;              /* the unprivileged client, or 0 */
+	int child_status;
+} t;
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond) && t.failure[0] == '\0')                                               \
+			snprintf(t.failure, sizeof(t.failure), "%s:%d: %s", __FILE__, __LINE__,    \
+			         #cond);                                                           \
+	} while (0)
+
+/* ---- the server side: three commands ---- */
+
+static void cmd_ping(struct admin_request *req)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "message", "pong");
+	cJSON_AddNumberToObject(r, "nargs", cJSON_GetArraySize(req->args));
+	cJSON_AddNumberToObject(r, "uid", (double)req->uid);
+	cJSON_AddNumberToObject(r, "pid", (double)req->pid);
+	admin_reply(req, r);
+}
+
+struct later {
+	uv_timer_t timer;
+	struct admin_request *req;
+};
+
+static void on_later_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_later(uv_timer_t *timer)
+{
+	struct later *l = timer->data;
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "message", "late");
+	admin_reply(l->req, r);
+	atomic_fetch_add(&t.late_replied, 1);
+	uv_close((uv_handle_t *)&l->timer, on_later_closed);
+}
+
+/* cmd_later answers from a timer, as a status query waiting on databases does. */
+static void cmd_later(struct admin_request *req)
+{
+	struct later *l = calloc(1, sizeof(*l));
+	atomic_fetch_add(&t.later_started, 1);
+	l->req = req;
+	uv_timer_init(req->agent, &l->timer);
+	l->timer.data = l;
+	uv_timer_start(&l->timer, on_later, LATE_MS, 0);
+}
+
+static void cmd_mutate(struct admin_request *req)
+{
+	atomic_fetch_add(&t.mutate_calls, 1);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "message", "changed");
+	admin_reply(req, r);
+}
+
+static const struct admin_command table[] = {
+    {"ping", false, cmd_ping},
+    {"later", false, cmd_later},
+    {"mutate", true, cmd_mutate},
+};
+
+/* ---- client helpers ---- */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* call sends {"command": cmd} (with n string args) and returns the reply. */
+static cJSON *call(const char *cmd, int nargs, int timeout_ms, char *err, size_t errlen)
+{
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "command", cmd);
+	cJSON *args = cJSON_AddArrayToObject(req, "args");
+	for (int i = 0; i < nargs; i++)
+		cJSON_AddItemToArray(args, cJSON_CreateString("x"));
+	cJSON *reply = admin_call(t.sock, req, timeout_ms, err, errlen);
+	cJSON_Delete(req);
+	return reply;
+}
+
+/* reply_is checks "ok" and the message or error text (a substring). */
+static bool reply_is(const cJSON *r, bool ok, const char *key, const char *text)
+{
+	if (r == NULL || cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")) != ok)
+		return false;
+	const cJSON *v = cJSON_GetObjectItem(r, key);
+	return cJSON_IsString(v) && strstr(v->valuestring, text) != NULL;
+}
+
+/* raw_connect opens a plain blocking connection to the server. */
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* raw_read_all reads until EOF (bounded) into buf; returns the length. */
+static size_t raw_read_all(int fd, char *buf, size_t size)
+{
+	size_t len = 0;
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (len + 1 < size) {
+		ssize_t n = recv(fd, buf + len, size - len - 1, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+/* wait_late waits until the "later" handler has replied n times in all. */
+static bool wait_late(int n)
+{
+	long long deadline = now_ms() + 5000;
+	while (atomic_load(&t.late_replied) < n && now_ms() < deadline)
+		usleep(10 * 1000);
+	return atomic_load(&t.late_replied) >= n;
+}
+
+/* ---- the client thread: every scenario in turn ---- */
+
+static void check_basic(void)
+{
+	char err[512];
+	cJSON *r = call("ping", 2, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "pong"));
+	CHECK(r != NULL && cJSON_GetObjectItem(r, "nargs")->valuedouble == 2);
+	CHECK(r != NULL && cJSON_GetObjectItem(r, "uid")->valuedouble == (double)getuid());
+	CHECK(r != NULL && cJSON_GetObjectItem(r, "pid")->valuedouble == (double)getpid());
+	cJSON_Delete(r);
+
+	long long start = now_ms();
+	r = call("later", 0, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "late"));
+	CHECK(now_ms() - start >= LATE_MS - 20);
+	cJSON_Delete(r);
+
+	r = call("nosuch", 0, 5000, err, sizeof(err));
+	CHECK(reply_is(r, false, "error", "unknown command \"nosuch\""));
+	cJSON_Delete(r);
+
+	/* We are root or the server's own user, so the mutating command runs. */
+	r = call("mutate", 0, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "changed"));
+	cJSON_Delete(r);
+	CHECK(atomic_load(&t.mutate_calls) == 1);
+}
+
+static void check_malformed(void)
+{
+	char buf[4096];
+	const char *cases[][2] = {
+	    {"not json\n", "malformed request"},
+	    {"[1,2]\n", "malformed request"},
+	    {"{\"args\": []}\n", "no \\\"command\\\""},
+	    {"{\"command\": \"ping\", \"args\": 3}\n", "must be an array"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int fd = raw_connect(t.sock);
+		CHECK(fd >= 0);
+		if (fd < 0)
+			continue;
+		CHECK(send(fd, cases[i][0], strlen(cases[i][0]), 0) > 0);
+		raw_read_all(fd, buf, sizeof(buf));
+		CHECK(strstr(buf, "\"ok\":false") != NULL);
+		CHECK(strstr(buf, cases[i][1]) != NULL);
+		close(fd);
+	}
+
+	/* Without "args" the handler still sees an (empty) array. */
+	int fd = raw_connect(t.sock);
+	CHECK(fd >= 0);
+	const char *req = "{\"command\":\"ping\"}\n";
+	CHECK(send(fd, req, strlen(req), 0) > 0);
+	raw_read_all(fd, buf, sizeof(buf));
+	CHECK(strstr(buf, "\"nargs\":0") != NULL);
+	close(fd);
+
+	/* A client that sends its request, no newline, then shuts down its side. */
+	fd = raw_connect(t.sock);
+	req = "{\"command\":\"later\"}";
+	CHECK(send(fd, req, strlen(req), 0) > 0);
+	shutdown(fd, SHUT_WR);
+	raw_read_all(fd, buf, sizeof(buf));
+	CHECK(strstr(buf, "\"message\":\"late\"") != NULL);
+	size_t len = strlen(buf);
+	CHECK(len > 0 && buf[len - 1] == '\n');
+	close(fd);
+}
+
+static void check_oversized(void)
+{
+	char err[512];
+	size_t big = 100 * 1024;
+	char *s = malloc(big + 1);
+	memset(s, 'a', big);
+	s[big] = '\0';
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "command", "ping");
+	cJSON_AddStringToObject(req, "pad", s);
+	free(s);
+	cJSON *r = admin_call(t.sock, req, 5000, err, sizeof(err));
+	cJSON_Delete(req);
+	CHECK(reply_is(r, false, "error", "too large"));
+	if (r == NULL)
+		fprintf(stderr, "oversized: %s\n", err);
+	cJSON_Delete(r);
+}
+
+static void check_disconnects(void)
+{
+	char err[512];
+	int late = atomic_load(&t.late_replied);
+
+	/* The client leaves before the delayed reply: it is dropped, nothing leaks. */
+	int fd = raw_connect(t.sock);
+	CHECK(fd >= 0);
+	const char *req = "{\"command\":\"later\"}\n";
+	CHECK(send(fd, req, strlen(req), 0) > 0);
+	close(fd);
+
+	/* The same through admin_call giving up early. */
+	long long start = now_ms();
+	cJSON *r = call("later", 0, 50, err, sizeof(err));
+	CHECK(r == NULL);
+	CHECK(errno == ETIMEDOUT);
+	CHECK(strstr(err, "no reply") != NULL);
+	CHECK(now_ms() - start < LATE_MS);
+	cJSON_Delete(r);
+
+	CHECK(wait_late(late + 2));
+	/* The server is still fine afterwards. */
+	r = call("ping", 0, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "pong"));
+	cJSON_Delete(r);
+}
+
+static void check_idle_client(void)
+{
+	char buf[256];
+	long long start = now_ms();
+	int fd = raw_connect(t.sock);
+	CHECK(fd >= 0);
+	/* Say nothing: the server hangs up after its idle timeout (5 s). */
+	size_t n = raw_read_all(fd, buf, sizeof(buf));
+	long long took = now_ms() - start;
+	CHECK(n == 0);
+	CHECK(took >= 4000 && took < 9000);
+	close(fd);
+}
+
+static void check_no_agent(void)
+{
+	char err[512], path[100];
+	long long start = now_ms();
+	snprintf(path, sizeof(path), "%s/missing.sock", t.dir);
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "command", "ping");
+	cJSON *r = admin_call(path, req, 30000, err, sizeof(err));
+	CHECK(r == NULL);
+	CHECK(errno == ENOENT);
+	CHECK(strstr(err, "no agent running") != NULL);
+	CHECK(strstr(err, path) != NULL);
+	CHECK(now_ms() - start < 1000);
+
+	/* A socket file left behind by a dead agent: nobody listens. */
+	snprintf(path, sizeof(path), "%s/stale.sock", t.dir);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	start = now_ms();
+	r = admin_call(path, req, 30000, err, sizeof(err));
+	CHECK(r == NULL);
+	CHECK(errno == ECONNREFUSED);
+	CHECK(strstr(err, "no agent running") != NULL);
+	CHECK(now_ms() - start < 1000);
+	close(fd);
+	unlink(path);
+	cJSON_Delete(req);
+}
+
+static void *client_thread(void *arg)
+{
+	check_basic();
+	check_malformed();
+	check_oversized();
+	check_disconnects();
+	check_idle_client();
+	check_no_agent();
+	if (t.child > 0) {
+		CHECK(waitpid(t.child, &t.child_status, 0) == t.child);
+	}
+
+	/*
+	 * The server closes while a handler still holds a request: the late
+	 * reply is dropped and the request freed (ASan reports a leak otherwise).
+	 */
+	int started = atomic_load(&t.later_started);
+	int late = atomic_load(&t.late_replied);
+	int fd = raw_connect(t.sock);
+	CHECK(fd >= 0);
+	const char *req = "{\"command\":\"later\"}\n";
+	CHECK(send(fd, req, strlen(req), 0) > 0);
+	long long deadline = now_ms() + 5000;
+	while (atomic_load(&t.later_started) == started && now_ms() < deadline)
+		usleep(5 * 1000);
+	CHECK(atomic_load(&t.later_started) == started + 1);
+	uv_async_send(&t.done);
+	char buf[256];
+	CHECK(raw_read_all(fd, buf, sizeof(buf)) == 0);
+	close(fd);
+	CHECK(wait_late(late + 1));
+	return NULL;
+}
+
+/*
+ * unprivileged_client runs in a child as nobody: status is allowed, a
+ * mutating command is refused.  Exit status 0 when both behave.
+ */
+static void unprivileged_client(void)
+{
+	char err[512];
+	if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+	    setresuid(65534, 65534, 65534) != 0)
+		_exit(10);
+	cJSON *r = call("ping", 0, 5000, err, sizeof(err));
+	if (!reply_is(r, true, "message", "pong"))
+		_exit(11);
+	cJSON_Delete(r);
+	r = call("mutate", 0, 5000, err, sizeof(err));
+	if (!reply_is(r, false, "error", "permission denied"))
+		_exit(12);
+	cJSON_Delete(r);
+	_exit(0);
+}
+
+static void on_done(uv_async_t *a)
+{
+	admin_server_close(t.server);
+	uv_close((uv_handle_t *)a, NULL);
+}
+
+static void test_server_and_client(void **state)
+{
+	snprintf(t.dir, sizeof(t.dir), "/tmp/efm-admin-XXXXXX");
+	assert_non_null(mkdtemp(t.dir));
+	assert_int_equal(chmod(t.dir, 0755), 0); /* the unprivileged child must reach the socket */
+	snprintf(t.sock, sizeof(t.sock), "%s/test.sock", t.dir);
+	snprintf(t.log, sizeof(t.log), "%s/log", t.dir);
+	assert_int_equal(log_open(t.log), 0);
+
+	/* A stale socket file from an earlier agent is replaced. */
+	FILE *stale = fopen(t.sock, "w");
+	assert_non_null(stale);
+	fclose(stale);
+
+	assert_int_equal(uv_loop_init(&t.loop), 0);
+	assert_int_equal(admin_server_start(&t.loop, t.sock, table, 3, &t.loop, &t.server), 0);
+	struct stat st;
+	assert_int_equal(stat(t.sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0666);
+	assert_int_equal(uv_async_init(&t.loop, &t.done, on_done), 0);
+
+	/* Fork before any thread exists; the child blocks until the loop accepts. */
+	if (geteuid() == 0) {
+		t.child = fork();
+		assert_true(t.child >= 0);
+		if (t.child == 0)
+			unprivileged_client();
+	}
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, client_thread, NULL), 0);
+	assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(uv_loop_close(&t.loop), 0);
+	log_close();
+
+	if (t.failure[0] != '\0')
+		fail_msg("%s", t.failure);
+	assert_int_equal(atomic_load(&t.mutate_calls), 1); /* the child's call never ran */
+	assert_int_equal(access(t.sock, F_OK), -1);        /* closing removed the socket */
+
+	if (t.child > 0) {
+		assert_true(WIFEXITED(t.child_status));
+		assert_int_equal(WEXITSTATUS(t.child_status), 0);
+		/* The refusal is logged at WARNING with the caller's uid, pid and command. */
+		char buf[65536] = "";
+		FILE *f = fopen(t.log, "r");
+		assert_non_null(f);
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		char want[128];
+		snprintf(want, sizeof(want),
+		         "WARNING admin: client uid 65534 pid %d: refused \"mutate\"",
+		         (int)t.child);
+		if (strstr(buf, want) == NULL)
+			fail_msg("log lacks '%s':\n%s", want, buf);
+	}
+	unlink(t.log);
+	rmdir(t.dir);
+}
+
+static void test_may_mutate(void **state)
+{
+	assert_true(admin_caller_may_mutate(0, 0));
+	assert_true(admin_caller_may_mutate(geteuid(), 12345));
+	struct group *g = getgrnam("efm");
+	if (g != NULL)
+		assert_true(admin_caller_may_mutate(54321, g->gr_gid));
+	/* An unknown user in an ordinary group. */
+	if (geteuid() != 54321)
+		assert_false(admin_caller_may_mutate(54321, 54321));
+	if (geteuid() != 65534 && (g == NULL || g->gr_gid != 65534))
+		assert_false(admin_caller_may_mutate(65534, 65534));
+}
+
+static void test_bad_path(void **state)
+{
+	uv_loop_t loop;
+	struct admin_server *s = (struct admin_server *)&loop;
+	char path[200];
+	assert_int_equal(uv_loop_init(&loop), 0);
+	memset(path, 'x', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	assert_int_equal(admin_server_start(&loop, path, table, 3, NULL, &s), -ENAMETOOLONG);
+	assert_null(s);
+	assert_int_not_equal(
+	    admin_server_start(&loop, "/nonexistent-dir/x.sock", table, 3, NULL, &s), 0);
+	assert_null(s);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+	log_set_prefixes(false);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_may_mutate),
+	    cmocka_unit_test(test_bad_path),
+	    cmocka_unit_test(test_server_and_client),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
