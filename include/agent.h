@@ -1,0 +1,76 @@
+/*
+ * agent.h - the one agent context of efmd: configuration, the local
+ * database monitor, the admin socket, signals.  Everything hangs off one
+ * struct agent and runs on its loop; there are no other mutable globals.
+ */
+#ifndef EFM_AGENT_H
+#define EFM_AGENT_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "admin.h"
+#include "config.h"
+#include "lockfile.h"
+#include "status.h"
+
+struct dbmon;
+struct admin_server;
+
+/* Named exit codes of efmd. */
+enum agent_exit {
+	AGENT_EXIT_OK = 0,
+	AGENT_EXIT_FAILURE = 1,   /* runtime failure (database unreachable at start...) */
+	AGENT_EXIT_USAGE = 2,     /* bad command line */
+	AGENT_EXIT_CONFIG = 78,   /* EX_CONFIG: the configuration is invalid */
+	AGENT_EXIT_LOCKED = 75,   /* EX_TEMPFAIL: another agent runs this cluster here */
+};
+
+struct agent_paths {
+	const char *config_dir;
+	const char *state_dir;
+	const char *run_dir;
+	const char *log_file; /* NULL: stderr */
+};
+
+struct agent {
+	uv_loop_t *loop;
+	struct agent_paths paths;
+	char *cluster;
+	struct efm_config *cfg;  /* current configuration */
+	struct efm_config **retired_cfgs; /* replaced by reloads, still referenced */
+	size_t n_retired;
+	char password[256];      /* decrypted db password, "" for .pgpass */
+
+	struct lockfile lock;
+	char socket_path[4096];
+	struct dbmon *mon;
+	struct admin_server *admin;
+
+	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+	uv_timer_t housekeeping; /* lock file watch */
+	bool lock_warned;
+
+	enum node_type type;     /* Master / Standby / Witness / Idle */
+	bool ready;              /* role known, READY sent */
+	bool stopping;
+	int exit_code;
+};
+
+/*
+ * agent_run sets up everything, runs the loop until the agent stops, and
+ * tears down.  Returns the process exit code.
+ */
+int agent_run(const char *cluster, const struct agent_paths *paths);
+
+/* agent_stop begins a clean stop with the given exit code (idempotent). */
+void agent_stop(struct agent *a, int exit_code, const char *why);
+
+/* agent_local_address: the address other nodes and the status know us by. */
+const char *agent_local_address(const struct agent *a);
+
+/* agent_cmds.c: the admin command table. */
+extern const struct admin_command agent_admin_commands[];
+extern const size_t agent_admin_n_commands;
+
+#endif

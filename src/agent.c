@@ -1,0 +1,432 @@
+/*
+ * agent.c - efmd's life cycle: start, watch the local database, answer the
+ * admin socket, reload on SIGHUP, stop cleanly on SIGTERM.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef EFM_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "admin.h"
+#include "crypt.h"
+#include "dbmon.h"
+#include "log.h"
+#include "version.h"
+
+/* How often the lock file is checked for removal, in ms. */
+#define LOCK_CHECK_INTERVAL_MS 5000
+
+static void sd_notify_text(const char *text)
+{
+#ifdef EFM_HAVE_SYSTEMD
+	sd_notify(0, text);
+#else
+	(void)text;
+#endif
+}
+
+const char *agent_local_address(const struct agent *a)
+{
+	return a->cfg->bind.host;
+}
+
+/* set_type moves the agent's role and logs old -> new. */
+static void set_type(struct agent *a, enum node_type type, const char *why)
+{
+	if (a->ready && a->type == type)
+		return;
+	if (a->ready)
+		log_info("agent %s: role %s -> %s: %s", agent_local_address(a),
+		         status_node_type_name(a->type), status_node_type_name(type), why);
+	else
+		log_info("agent %s: role %s: %s", agent_local_address(a),
+		         status_node_type_name(type), why);
+	a->type = type;
+}
+
+/* become_ready announces the role once it is known. */
+static void become_ready(struct agent *a)
+{
+	if (a->ready)
+		return;
+	a->ready = true;
+	log_info("%s agent running on %s for cluster %s", status_node_type_name(a->type),
+	         agent_local_address(a), a->cluster);
+	sd_notify_text("READY=1\nSTATUS=monitoring");
+}
+
+static const char *conn_error_text(enum db_conn_error e)
+{
+	switch (e) {
+	case DB_ERR_TOO_MANY_CONNECTIONS:
+		return "the maximum number of connections has been reached";
+	case DB_ERR_BAD_PASSWORD:
+		return "the password was refused";
+	case DB_ERR_BAD_AUTHORIZATION:
+		return "the server refused the user or database (pg_hba.conf, role, grants)";
+	case DB_ERR_TIMEOUT:
+		return "no answer in time";
+	default:
+		return "connection failed";
+	}
+}
+
+/* on_dbmon turns the monitor's observations into the agent's decisions. */
+static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *st)
+{
+	struct agent *a = arg;
+	const char *addr = agent_local_address(a);
+
+	switch (ev) {
+	case DBMON_STARTED:
+		set_type(a, st->last.role == DB_ROLE_MASTER ? NODE_MASTER : NODE_STANDBY,
+		         st->last.role == DB_ROLE_MASTER ? "pg_is_in_recovery() is false"
+		                                         : "pg_is_in_recovery() is true");
+		become_ready(a);
+		break;
+	case DBMON_START_FAILED:
+		log_severe("db %s:%d: unable to connect to the database at start: %s (%s)",
+		           a->cfg->db_host, a->cfg->db_port, conn_error_text(st->conn_error),
+		           st->error);
+		log_severe("agent %s: exiting: the local database must be reachable when the agent "
+		           "starts",
+		           addr);
+		agent_stop(a, AGENT_EXIT_FAILURE, "database unreachable at start");
+		break;
+	case DBMON_TIMING_OUT:
+		log_warning(
+		    "db %s:%d: no successful check for %d s (local.timeout); making a final "
+		    "check bounded by %d s (local.timeout.final)",
+		    a->cfg->db_host, a->cfg->db_port, a->cfg->local_timeout_s,
+		    a->cfg->local_timeout_final_s);
+		break;
+	case DBMON_RECOVERED:
+		log_warning("db %s:%d: the agent timed out reaching the database but the final "
+		            "check succeeded; monitoring resumed",
+		            a->cfg->db_host, a->cfg->db_port);
+		break;
+	case DBMON_FAILED:
+		log_severe("db %s:%d: %s database failure for cluster %s: declared failed (%s)",
+		           a->cfg->db_host, a->cfg->db_port, status_node_type_name(a->type),
+		           a->cluster, st->error[0] ? st->error : "no answer");
+		set_type(a, NODE_IDLE,
+		         "local database declared failed; monitoring stopped until "
+		         "'efm resume'");
+		break;
+	case DBMON_ROLE_CHANGED:
+		log_warning("db %s:%d: pg_is_in_recovery() changed: the database is now a %s",
+		            a->cfg->db_host, a->cfg->db_port,
+		            st->last.role == DB_ROLE_MASTER ? "master" : "standby");
+		if (a->type != NODE_IDLE)
+			set_type(a, NODE_IDLE,
+			         "the database changed role outside efm; 'efm resume' after "
+			         "checking it");
+		break;
+	}
+}
+
+/* on_housekeeping notices a removed lock file (it no longer protects the node). */
+static void on_housekeeping(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+	bool intact = lockfile_intact(&a->lock);
+	if (!intact && !a->lock_warned)
+		log_warning(
+		    "lock file for cluster %s has been removed from %s on node %s: it stops "
+		    "a second agent from monitoring the same cluster here; restart this "
+		    "agent to restore it",
+		    a->cluster, a->lock.path, agent_local_address(a));
+	a->lock_warned = !intact;
+}
+
+static void retire_config(struct agent *a, struct efm_config *old)
+{
+	struct efm_config **v = realloc(a->retired_cfgs, (a->n_retired + 1) * sizeof(*v));
+	if (v == NULL) {
+		/* Leaking is safer than freeing what the monitor may still read. */
+		return;
+	}
+	v[a->n_retired++] = old;
+	a->retired_cfgs = v;
+}
+
+/* reload re-reads the configuration; only the log level and the notification settings apply at
+ * once. */
+static void reload(struct agent *a)
+{
+	struct config_problems pr = {0};
+	struct efm_config *cfg = config_load(a->paths.config_dir, a->cluster, &pr);
+	if (cfg == NULL || pr.n > 0) {
+		log_warning("agent %s: reload refused, the configuration has %zu problem(s); the "
+		            "running configuration stays",
+		            agent_local_address(a), pr.n);
+		for (size_t i = 0; i < pr.n; i++)
+			log_warning("%s", pr.msgs[i]);
+		config_problems_free(&pr);
+		config_free(cfg);
+		return;
+	}
+	config_problems_free(&pr);
+	if (cfg->efm_loglevel != a->cfg->efm_loglevel) {
+		log_info("agent %s: efm.loglevel %s -> %s", agent_local_address(a),
+		         log_level_name(a->cfg->efm_loglevel), log_level_name(cfg->efm_loglevel));
+		log_set_level(cfg->efm_loglevel);
+	}
+	log_info("agent %s: configuration reloaded from %s (database and network settings take "
+	         "effect at the next restart)",
+	         agent_local_address(a), cfg->props_path);
+	retire_config(a, a->cfg);
+	a->cfg = cfg;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct agent *a = h->data;
+	switch (signum) {
+	case SIGTERM:
+	case SIGINT:
+		agent_stop(a, AGENT_EXIT_OK, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+		break;
+	case SIGHUP:
+		reload(a);
+		break;
+	case SIGUSR1:
+		if (log_reopen() < 0)
+			log_warning("agent: could not reopen the log file: %s", strerror(errno));
+		break;
+	}
+}
+
+static void close_handle(uv_handle_t *h)
+{
+	if (h->loop != NULL && !uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+void agent_stop(struct agent *a, int exit_code, const char *why)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	a->exit_code = exit_code;
+	log_info("agent %s: stopping (%s)", a->cfg ? agent_local_address(a) : "?", why);
+	sd_notify_text("STOPPING=1");
+	if (a->admin != NULL) {
+		admin_server_close(a->admin);
+		a->admin = NULL;
+	}
+	if (a->mon != NULL) {
+		dbmon_close(a->mon, NULL, NULL);
+		a->mon = NULL;
+	}
+	close_handle((uv_handle_t *)&a->sig_term);
+	close_handle((uv_handle_t *)&a->sig_int);
+	close_handle((uv_handle_t *)&a->sig_hup);
+	close_handle((uv_handle_t *)&a->sig_usr1);
+	close_handle((uv_handle_t *)&a->housekeeping);
+}
+
+/* make_dir creates path (mode) if missing; existing directories are fine. */
+static int make_dir(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	return -errno;
+}
+
+/* load_config reads and validates the configuration; false after logging every problem. */
+static bool load_config(struct agent *a)
+{
+	struct config_problems pr = {0};
+	a->cfg = config_load(a->paths.config_dir, a->cluster, &pr);
+	if (a->cfg == NULL || pr.n > 0) {
+		for (size_t i = 0; i < pr.n; i++)
+			log_severe("%s", pr.msgs[i]);
+		log_severe("cluster %s: refusing to start: %zu problem(s) in the configuration in "
+		           "%s ('efm prop-check %s' lists them)",
+		           a->cluster, pr.n, a->paths.config_dir, a->cluster);
+		config_problems_free(&pr);
+		return false;
+	}
+	config_problems_free(&pr);
+	log_set_level(a->cfg->efm_loglevel);
+	return true;
+}
+
+/* decrypt_password fills a->password; false after saying why. */
+static bool decrypt_password(struct agent *a)
+{
+	a->password[0] = '\0';
+	if (a->cfg->is_witness || a->cfg->db_password_encrypted[0] == '\0')
+		return true;
+	int rc = crypt_decrypt(a->cluster, a->cfg->db_password_encrypted, a->password,
+	                       sizeof(a->password));
+	if (rc == 0)
+		return true;
+	log_severe("%s: db.password.encrypted: cannot decrypt the password: %s", a->cfg->props_path,
+	           rc == -EBADMSG ? "it was not encrypted for this cluster name, or was altered "
+	                            "(run 'efm encrypt' for this cluster again)"
+	                          : "the value is malformed (paste the output of 'efm encrypt')");
+	return false;
+}
+
+/* take_lock holds RUN_DIR/CLUSTER.lock; false after naming the agent that holds it. */
+static bool take_lock(struct agent *a)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s.lock", a->paths.run_dir, a->cluster);
+	pid_t holder = 0;
+	int rc = lockfile_acquire(&a->lock, path, &holder);
+	if (rc == 0)
+		return true;
+	if (rc == -EWOULDBLOCK)
+		log_severe(
+		    "cluster %s: another agent (pid %ld) is already running for this cluster "
+		    "on this node (lock %s)",
+		    a->cluster, (long)holder, path);
+	else
+		log_severe("cluster %s: cannot take the lock %s: %s", a->cluster, path,
+		           strerror(-rc));
+	return false;
+}
+
+static int start_signals(struct agent *a)
+{
+	struct {
+		uv_signal_t *h;
+		int sig;
+	} sigs[] = {{&a->sig_term, SIGTERM},
+	            {&a->sig_int, SIGINT},
+	            {&a->sig_hup, SIGHUP},
+	            {&a->sig_usr1, SIGUSR1}};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		int rc = uv_signal_init(a->loop, sigs[i].h);
+		if (rc < 0)
+			return rc;
+		sigs[i].h->data = a;
+		rc = uv_signal_start(sigs[i].h, on_signal, sigs[i].sig);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* start_services brings up signals, the admin socket and the monitor; false on failure. */
+static bool start_services(struct agent *a)
+{
+	int rc = start_signals(a);
+	if (rc < 0) {
+		log_severe("agent: cannot install signal handlers: %s", uv_strerror(rc));
+		return false;
+	}
+	uv_timer_init(a->loop, &a->housekeeping);
+	a->housekeeping.data = a;
+	uv_timer_start(&a->housekeeping, on_housekeeping, LOCK_CHECK_INTERVAL_MS,
+	               LOCK_CHECK_INTERVAL_MS);
+
+	snprintf(a->socket_path, sizeof(a->socket_path), "%s/%s.sock", a->paths.run_dir,
+	         a->cluster);
+	rc = admin_server_start(a->loop, a->socket_path, agent_admin_commands,
+	                        agent_admin_n_commands, a, &a->admin);
+	if (rc < 0) {
+		log_severe("agent: cannot listen on the admin socket %s: %s", a->socket_path,
+		           uv_strerror(rc));
+		return false;
+	}
+
+	if (a->cfg->is_witness) {
+		set_type(a, NODE_WITNESS, "is.witness=true: no local database");
+		become_ready(a);
+		return true;
+	}
+	a->mon = dbmon_new(a->loop, a->cfg, a->password, on_dbmon, a);
+	if (a->mon == NULL || dbmon_start(a->mon) < 0) {
+		log_severe("agent: cannot start the database monitor");
+		return false;
+	}
+	return true;
+}
+
+static void free_agent(struct agent *a)
+{
+	config_free(a->cfg);
+	for (size_t i = 0; i < a->n_retired; i++)
+		config_free(a->retired_cfgs[i]);
+	free(a->retired_cfgs);
+	free(a->cluster);
+	explicit_bzero(a->password, sizeof(a->password));
+}
+
+int agent_run(const char *cluster, const struct agent_paths *paths)
+{
+	struct agent a = {.paths = *paths, .type = NODE_IDLE, .lock = {.fd = -1}};
+	a.cluster = strdup(cluster);
+	if (a.cluster == NULL)
+		return AGENT_EXIT_FAILURE;
+
+	if (paths->log_file != NULL && log_open(paths->log_file) < 0) {
+		fprintf(stderr, "efmd: cannot open log file %s: %s\n", paths->log_file,
+		        strerror(errno));
+		free_agent(&a);
+		return AGENT_EXIT_FAILURE;
+	}
+	log_info("efmd %s starting for cluster %s (config %s, state %s, run %s)", EFM_VERSION,
+	         cluster, paths->config_dir, paths->state_dir, paths->run_dir);
+
+	if (!load_config(&a)) {
+		free_agent(&a);
+		return AGENT_EXIT_CONFIG;
+	}
+	int rc = make_dir(paths->run_dir, 0755);
+	if (rc == 0)
+		rc = make_dir(paths->state_dir, 0755);
+	if (rc < 0) {
+		log_severe("agent: cannot create %s or %s: %s", paths->run_dir, paths->state_dir,
+		           strerror(-rc));
+		free_agent(&a);
+		return AGENT_EXIT_FAILURE;
+	}
+	if (!take_lock(&a)) {
+		free_agent(&a);
+		return AGENT_EXIT_LOCKED;
+	}
+	if (!decrypt_password(&a)) {
+		lockfile_release(&a.lock);
+		free_agent(&a);
+		return AGENT_EXIT_CONFIG;
+	}
+
+	/* A peer closing a socket must be an error return, not a dead agent. */
+	signal(SIGPIPE, SIG_IGN);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	a.loop = &loop;
+
+	if (!start_services(&a))
+		agent_stop(&a, AGENT_EXIT_FAILURE, "start-up failed");
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (!a.stopping)
+		agent_stop(&a, AGENT_EXIT_FAILURE, "event loop ended");
+	uv_run(&loop, UV_RUN_DEFAULT); /* let the close callbacks run */
+	if (uv_loop_close(&loop) != 0)
+		log_warning("agent: handles still open at exit");
+
+	if (a.ready)
+		log_info("%s agent exited on %s for cluster %s", status_node_type_name(a.type),
+		         agent_local_address(&a), cluster);
+	else
+		log_info("agent exited for cluster %s", cluster);
+	lockfile_release(&a.lock);
+	int code = a.exit_code;
+	free_agent(&a);
+	return code;
+}

@@ -1,0 +1,198 @@
+/*
+ * agent_cmds.c - the admin commands efmd answers, as a table.
+ *
+ * Until the cluster layer lands the agent knows only itself: the status
+ * shows this node, with its database queried directly for the Promote
+ * Status section, and the commands that need the cluster say so.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "agent.h"
+#include "dbmon.h"
+#include "log.h"
+
+/* A cluster-status request waiting on the direct query of the database. */
+struct status_query {
+	struct admin_request *req;
+	struct agent *agent;
+	bool json_node_only; /* node-status-json */
+};
+
+static enum up_state local_db_state(const struct agent *a)
+{
+	if (a->cfg->is_witness || a->mon == NULL)
+		return STATE_UNKNOWN;
+	const struct dbmon_status *st = dbmon_status(a->mon);
+	if (!st->started)
+		return STATE_UNKNOWN;
+	return st->last_ok ? STATE_UP : STATE_DOWN;
+}
+
+/* build_model describes this node; the xlog columns come from the probe. */
+static void build_model(const struct agent *a, struct status_model *m,
+                        const struct db_probe_result *probe)
+{
+	snprintf(m->cluster, sizeof(m->cluster), "%s", a->cluster);
+	struct status_node *n = status_add_node(m);
+	if (n == NULL)
+		return;
+	snprintf(n->address, sizeof(n->address), "%s", agent_local_address(a));
+	n->type = a->type;
+	n->agent = STATE_UP;
+	n->db = local_db_state(a);
+	if (a->mon != NULL) {
+		const struct dbmon_status *st = dbmon_status(a->mon);
+		if (st->failed)
+			snprintf(n->info, sizeof(n->info), "DB failed: %s",
+			         st->error[0] ? st->error : "no answer");
+	}
+	if (probe == NULL) {
+		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s",
+		         a->cfg->is_witness ? "" : "not queried");
+	} else if (!probe->ok) {
+		snprintf(n->xlog, sizeof(n->xlog), "UNKNOWN");
+		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s", probe->error);
+	} else {
+		snprintf(n->xlog, sizeof(n->xlog), "%s", db_sample_lsn(&probe->sample));
+		if (a->type == NODE_IDLE)
+			snprintf(n->xloginfo, sizeof(n->xloginfo), "%s",
+			         probe->sample.role == DB_ROLE_MASTER ? "DB is not in recovery."
+			                                              : "DB is in recovery.");
+	}
+
+	status_add_allowed(m, agent_local_address(a));
+	for (size_t i = 0; i < a->cfg->n_nodes; i++) {
+		const char *host = a->cfg->nodes[i].host;
+		bool seen = false;
+		for (size_t j = 0; j < m->n_allowed; j++)
+			seen = seen || strcmp(m->allowed[j], host) == 0;
+		if (!seen)
+			status_add_allowed(m, host);
+	}
+	if (a->type == NODE_STANDBY)
+		status_add_priority(m, agent_local_address(a));
+	if (!a->ready)
+		status_add_message(m, "The agent is starting: the local database has not been "
+		                      "checked yet.");
+	if (a->type == NODE_IDLE && a->mon != NULL && dbmon_status(a->mon)->failed)
+		status_add_message(m, "The local database was declared failed; after repairing it "
+		                      "run 'efm resume'.");
+}
+
+static cJSON *node_json(const struct agent *a, const struct status_node *n)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "address", n->address);
+	cJSON_AddStringToObject(o, "cluster", a->cluster);
+	cJSON_AddStringToObject(o, "type", status_node_type_name(n->type));
+	cJSON_AddStringToObject(o, "agent", status_up_state_name(n->agent));
+	cJSON_AddStringToObject(o, "db", status_up_state_name(n->db));
+	cJSON_AddStringToObject(o, "info", n->info);
+	cJSON_AddStringToObject(o, "xlog", n->xlog);
+	cJSON_AddStringToObject(o, "xloginfo", n->xloginfo);
+	if (a->mon != NULL) {
+		const struct dbmon_status *st = dbmon_status(a->mon);
+		cJSON_AddNumberToObject(o, "checks", (double)st->checks);
+		cJSON_AddNumberToObject(o, "connections", (double)st->connections);
+		cJSON_AddBoolToObject(o, "failed", st->failed);
+		cJSON_AddBoolToObject(o, "timingout", st->timing_out);
+	}
+	bool healthy =
+	    a->ready && n->type != NODE_IDLE && (n->type == NODE_WITNESS || n->db == STATE_UP);
+	cJSON_AddBoolToObject(o, "healthy", healthy);
+	return o;
+}
+
+/* finish_status replies to a status request once the database answered (or not). */
+static void finish_status(struct status_query *q, const struct db_probe_result *probe)
+{
+	struct status_model m = {0};
+	build_model(q->agent, &m, probe);
+	cJSON *reply = cJSON_CreateObject();
+	cJSON_AddBoolToObject(reply, "ok", true);
+	if (q->json_node_only && m.n_nodes > 0)
+		cJSON_AddItemToObject(reply, "node", node_json(q->agent, &m.nodes[0]));
+	else
+		cJSON_AddItemToObject(reply, "status", status_to_json(&m));
+	status_free(&m);
+	admin_reply(q->req, reply);
+	free(q);
+}
+
+static void on_probe(void *arg, const struct db_probe_result *r)
+{
+	finish_status(arg, r);
+}
+
+static void start_status(struct admin_request *req, bool node_only)
+{
+	struct agent *a = req->agent;
+	struct status_query *q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		admin_reply_error(req, "out of memory");
+		return;
+	}
+	q->req = req;
+	q->agent = a;
+	q->json_node_only = node_only;
+	if (a->cfg->is_witness || a->stopping) {
+		finish_status(q, NULL);
+		return;
+	}
+	if (node_only) {
+		/* node-status-json must stay cheap: report the monitor's last check. */
+		const struct dbmon_status *st = dbmon_status(a->mon);
+		struct db_probe_result r = {.ok = st->last_ok, .sample = st->last};
+		snprintf(r.error, sizeof(r.error), "%s", st->error);
+		finish_status(q, &r);
+		return;
+	}
+	/* The Promote Status column is a direct query, bounded by remote.timeout. */
+	int rc = db_probe(a->loop, a->cfg, a->password, a->cfg->db_host, a->cfg->db_port,
+	                  (uint64_t)a->cfg->remote_timeout_s * 1000, on_probe, q);
+	if (rc < 0) {
+		struct db_probe_result r = {.ok = false};
+		snprintf(r.error, sizeof(r.error), "could not start the query: %s",
+		         uv_strerror(rc));
+		finish_status(q, &r);
+	}
+}
+
+static void cmd_cluster_status(struct admin_request *req)
+{
+	start_status(req, false);
+}
+
+static void cmd_node_status(struct admin_request *req)
+{
+	start_status(req, true);
+}
+
+static void cmd_not_yet(struct admin_request *req)
+{
+	struct agent *a = req->agent;
+	log_info("agent %s: admin command %s from uid %ld: not yet supported",
+	         agent_local_address(a), req->command, (long)req->uid);
+	admin_reply_error(req, "%s is not yet supported by this agent: it needs the cluster layer",
+	                  req->command);
+}
+
+const struct admin_command agent_admin_commands[] = {
+    {"cluster-status", false, cmd_cluster_status},
+    {"cluster-status-json", false, cmd_cluster_status},
+    {"node-status-json", false, cmd_node_status},
+    {"add-node", true, cmd_not_yet},
+    {"allow-node", true, cmd_not_yet},
+    {"remove-node", true, cmd_not_yet},
+    {"disallow-node", true, cmd_not_yet},
+    {"set-priority", true, cmd_not_yet},
+    {"promote", true, cmd_not_yet},
+    {"resume", true, cmd_not_yet},
+    {"stop-cluster", true, cmd_not_yet},
+    {"reset-members", true, cmd_not_yet},
+};
+const size_t agent_admin_n_commands =
+    sizeof(agent_admin_commands) / sizeof(agent_admin_commands[0]);
