@@ -1,0 +1,124 @@
+#!/bin/sh
+# demo.sh - a throwaway local cluster: a PostgreSQL master and a streaming
+# standby on 127.0.0.2 and 127.0.0.3, an efm agent watching each, the status
+# as efm reports it, then a clean teardown.  Run as root (PostgreSQL runs as
+# the postgres user).  Usage: scripts/demo.sh BUILD_DIR
+set -eu
+build=$(cd "${1:-build}" && pwd)
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+cluster=demo
+master=127.0.0.2
+standby=127.0.0.3
+port=55432
+agent_port=7800
+base=$(mktemp -d /tmp/efm-demo-XXXXXX)
+chmod 755 "$base"
+pids=""
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+pg() { runuser -u postgres -- "$@"; }
+
+cleanup() {
+	set +e
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	for p in $pids; do wait "$p" 2>/dev/null; done
+	for d in "$base"/pg-*; do
+		[ -f "$d/postmaster.pid" ] && pg "$pgbin/pg_ctl" -D "$d" -m fast -w stop >/dev/null
+	done
+	rm -rf "$base"
+}
+trap cleanup EXIT INT TERM
+
+pg_conf() { # pg_conf NAME HOST
+	cat >>"$base/pg-$1/postgresql.conf" <<CONF
+listen_addresses = '$2'
+port = $port
+unix_socket_directories = '$base/sock-$1'
+wal_level = replica
+hot_standby = on
+CONF
+}
+
+say "PostgreSQL master on $master:$port"
+echo secret >"$base/pw" && chmod 644 "$base/pw"
+# Sockets live outside the data directories, or pg_basebackup would copy the
+# master's socket lock file into the standby.
+install -d -m 700 -o postgres -g postgres "$base/pg-master" "$base/pg-standby" \
+	"$base/sock-master" "$base/sock-standby"
+pg "$pgbin/initdb" -D "$base/pg-master" -U postgres --auth-local=trust \
+	--auth-host=scram-sha-256 --pwfile="$base/pw" >/dev/null
+pg_conf master $master
+echo "host replication all 127.0.0.0/8 scram-sha-256" >>"$base/pg-master/pg_hba.conf"
+pg "$pgbin/pg_ctl" -D "$base/pg-master" -l "$base/pg-master/server.log" -w start >/dev/null
+pg psql -h "$base/sock-master" -p $port -qc "CREATE ROLE efm LOGIN PASSWORD 'efm-secret'"
+
+say "Streaming standby on $standby:$port (pg_basebackup)"
+PGPASSWORD=secret pg "$pgbin/pg_basebackup" -h $master -p $port -U postgres \
+	-D "$base/pg-standby" -R -X stream -c fast
+pg_conf standby $standby
+pg "$pgbin/pg_ctl" -D "$base/pg-standby" -l "$base/pg-standby/server.log" -w start >/dev/null
+
+say "Encrypting the database password: efm encrypt $cluster"
+encrypted=$(EFM_PASSWORD=efm-secret "$build/efm" encrypt $cluster |
+	sed -n 's/^db.password.encrypted=//p')
+echo "db.password.encrypted=$encrypted"
+
+start_agent() { # start_agent NAME HOST
+	dir="$base/agent-$1"
+	mkdir -p "$dir/etc" "$dir/run" "$dir/lib"
+	cat >"$dir/etc/$cluster.properties" <<PROPS
+db.user=efm
+db.password.encrypted=$encrypted
+db.port=$port
+db.database=postgres
+bind.address=$2:$agent_port
+user.email=dba@example.com
+local.period=2
+local.timeout=10
+local.timeout.final=3
+PROPS
+	echo "$master:$agent_port $standby:$agent_port" >"$dir/etc/$cluster.nodes"
+	"$build/efmd" --config-dir "$dir/etc" --run-dir "$dir/run" --state-dir "$dir/lib" \
+		--log-file "$dir/efmd.log" $cluster &
+	pids="$pids $!"
+}
+
+efm_at() { # efm_at NAME COMMAND...
+	dir="$base/agent-$1"
+	shift
+	"$build/efm" --config-dir "$dir/etc" --run-dir "$dir/run" "$@"
+}
+
+wait_healthy() {
+	i=0
+	until efm_at "$1" node-status-json $cluster 2>/dev/null | grep -Eq '"healthy":[[:space:]]*true'; do
+		i=$((i + 1))
+		if [ $i -gt 100 ]; then
+			echo "agent $1 did not become healthy:" >&2
+			cat "$base/agent-$1/efmd.log" >&2
+			exit 1
+		fi
+		sleep 0.2
+	done
+}
+
+say "Agents: efmd on $master and on $standby"
+start_agent master $master
+start_agent standby $standby
+wait_healthy master
+wait_healthy standby
+
+say "efm prop-check $cluster (on the master)"
+efm_at master prop-check $cluster || true
+
+say "efm cluster-status $cluster (on the master)"
+efm_at master cluster-status $cluster || true
+say "efm cluster-status $cluster (on the standby)"
+efm_at standby cluster-status $cluster || true
+say "efm cluster-status-json $cluster (on the standby)"
+efm_at standby cluster-status-json $cluster || true
+
+say "The agents' logs"
+cat "$base/agent-master/efmd.log" "$base/agent-standby/efmd.log"
+
+say "Teardown"
