@@ -14,17 +14,17 @@ static const struct {
 	const char *name;
 	int syslog_prio; /* the "<N>" journald reads */
 } levels[] = {
-    [EFM_FINEST] = {"FINEST", 7},  [EFM_FINER] = {"FINER", 7}, [EFM_FINE] = {"FINE", 7},
-    [EFM_CONFIG] = {"CONFIG", 6},  [EFM_INFO] = {"INFO", 6},   [EFM_WARNING] = {"WARNING", 4},
+    [EFM_FINEST] = {"FINEST", 7}, [EFM_FINER] = {"FINER", 7}, [EFM_FINE] = {"FINE", 7},
+    [EFM_CONFIG] = {"CONFIG", 6}, [EFM_INFO] = {"INFO", 6},   [EFM_WARNING] = {"WARNING", 4},
     [EFM_SEVERE] = {"SEVERE", 3},
 };
 
 /* The log is process-wide by nature, like stderr itself. */
 static struct {
 	enum efm_level level;
-	FILE *file;     /* NULL: stderr */
-	char *path;     /* for log_reopen */
-	bool prefixes;  /* syslog "<N>" prefixes on stderr */
+	FILE *file;    /* NULL: stderr */
+	char *path;    /* for log_reopen */
+	bool prefixes; /* syslog "<N>" prefixes on stderr */
 } logstate = {EFM_INFO, NULL, NULL, true};
 
 bool log_level_parse(const char *name, enum efm_level *out)
@@ -114,9 +114,10 @@ static void log_write(enum efm_level level, const char *fmt, va_list ap)
 		localtime_r(&ts.tv_sec, &tm);
 		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
 		fprintf(logstate.file, "%s.%03ld %s %s\n", stamp, ts.tv_nsec / 1000000,
-			levels[level].name, line);
+		        levels[level].name, line);
 	} else if (logstate.prefixes) {
-		fprintf(stderr, "<%d>%s: %s\n", levels[level].syslog_prio, levels[level].name, line);
+		fprintf(stderr, "<%d>%s: %s\n", levels[level].syslog_prio, levels[level].name,
+		        line);
 	} else {
 		fprintf(stderr, "%s: %s\n", levels[level].name, line);
 	}
