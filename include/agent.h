@@ -16,6 +16,8 @@
 
 struct dbmon;
 struct admin_server;
+struct notifier;
+struct script_run;
 
 /* Named exit codes of efmd. */
 enum agent_exit {
@@ -46,6 +48,8 @@ struct agent {
 	char socket_path[4096];
 	struct dbmon *mon;
 	struct admin_server *admin;
+	struct notifier *notify;
+	struct script_run *db_failure_script; /* script.db.failure while it runs */
 
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	uv_timer_t housekeeping; /* lock file watch */

@@ -20,6 +20,8 @@
 #include "crypt.h"
 #include "dbmon.h"
 #include "log.h"
+#include "notify.h"
+#include "script.h"
 #include "version.h"
 
 /* How often the lock file is checked for removal, in ms. */
@@ -37,6 +39,27 @@ static void sd_notify_text(const char *text)
 const char *agent_local_address(const struct agent *a)
 {
 	return a->cfg->bind.host;
+}
+
+/* emit sends a notification (always logged) through the agent's funnel. */
+static void emit(struct agent *a, enum notify_event ev, const struct notify_args *args)
+{
+	static const struct notify_args none;
+	if (a->notify != NULL)
+		notify_emit(a->notify, ev, args != NULL ? args : &none);
+}
+
+/* state_text is the "current state of the cluster" part of notification bodies. */
+static void state_text(void *arg, char *buf, size_t len)
+{
+	struct agent *a = arg;
+	const char *db = "not monitored (witness)";
+	if (a->mon != NULL) {
+		const struct dbmon_status *st = dbmon_status(a->mon);
+		db = st->failed ? "declared failed" : st->last_ok ? "up" : "not answering";
+	}
+	snprintf(buf, len, "%s agent on %s, local database %s.", status_node_type_name(a->type),
+	         agent_local_address(a), db);
 }
 
 /* set_type moves the agent's role and logs old -> new. */
@@ -59,8 +82,11 @@ static void become_ready(struct agent *a)
 	if (a->ready)
 		return;
 	a->ready = true;
-	log_info("%s agent running on %s for cluster %s", status_node_type_name(a->type),
-	         agent_local_address(a), a->cluster);
+	static const enum notify_event started[] = {[NODE_MASTER] = NOTIFY_AGENT_STARTED_MASTER,
+	                                            [NODE_STANDBY] = NOTIFY_AGENT_STARTED_STANDBY,
+	                                            [NODE_WITNESS] = NOTIFY_AGENT_STARTED_WITNESS,
+	                                            [NODE_IDLE] = NOTIFY_AGENT_STARTED_STANDBY};
+	emit(a, started[a->type], NULL);
 	sd_notify_text("READY=1\nSTATUS=monitoring");
 }
 
@@ -77,6 +103,54 @@ static const char *conn_error_text(enum db_conn_error e)
 		return "no answer in time";
 	default:
 		return "connection failed";
+	}
+}
+
+static void on_db_failure_script(const struct script_result *r, void *arg)
+{
+	struct agent *a = arg;
+	char how[128];
+	a->db_failure_script = NULL;
+	script_result_describe(r, how, sizeof(how));
+	struct notify_args args = {
+	    .script = a->cfg->script_db_failure, .exit_code = how, .results = r->output};
+	emit(a, script_ok(r) ? NOTIFY_SCRIPT_DB_FAILURE_EXECUTED : NOTIFY_SCRIPT_DB_FAILURE_FAILED,
+	     &args);
+}
+
+/* run_db_failure_script runs script.db.failure, if set, once per declared failure. */
+static void run_db_failure_script(struct agent *a)
+{
+	if (a->cfg->script_db_failure[0] == '\0' || a->db_failure_script != NULL)
+		return;
+	char e_cluster[192], e_node[EFM_HOST_MAX + 16], e_role[64];
+	snprintf(e_cluster, sizeof(e_cluster), "EFM_CLUSTER=%s", a->cluster);
+	snprintf(e_node, sizeof(e_node), "EFM_NODE=%s", agent_local_address(a));
+	snprintf(e_role, sizeof(e_role), "EFM_ROLE=%s",
+	         a->mon != NULL && dbmon_status(a->mon)->last.role == DB_ROLE_MASTER ? "Master"
+	                                                                             : "Standby");
+	const char *env[] = {e_cluster, e_node, e_role, "EFM_EVENT=db.failure"};
+	struct script_spec spec = {.what = "database-failure script",
+	                           .path = a->cfg->script_db_failure,
+	                           .env = env,
+	                           .n_env = sizeof(env) / sizeof(env[0]),
+	                           .timeout_ms = (uint64_t)a->cfg->script_timeout_s * 1000};
+	log_info("agent %s: running script.db.failure %s", agent_local_address(a), spec.path);
+	a->db_failure_script = script_start(a->loop, &spec, on_db_failure_script, a);
+}
+
+/* connect_failure_event maps why the database refused us to the guide's notification. */
+static enum notify_event connect_failure_event(enum db_conn_error e)
+{
+	switch (e) {
+	case DB_ERR_TOO_MANY_CONNECTIONS:
+		return NOTIFY_DB_CONNECT_TOO_MANY;
+	case DB_ERR_BAD_PASSWORD:
+		return NOTIFY_DB_CONNECT_BAD_PASSWORD;
+	case DB_ERR_BAD_AUTHORIZATION:
+		return NOTIFY_DB_CONNECT_BAD_AUTHORIZATION;
+	default:
+		return NOTIFY_AGENT_EXITED_STARTUP;
 	}
 }
 
@@ -100,6 +174,10 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		log_severe("agent %s: exiting: the local database must be reachable when the agent "
 		           "starts",
 		           addr);
+		if (connect_failure_event(st->conn_error) != NOTIFY_AGENT_EXITED_STARTUP) {
+			struct notify_args args = {.error = st->error};
+			emit(a, connect_failure_event(st->conn_error), &args);
+		}
 		agent_stop(a, AGENT_EXIT_FAILURE, "database unreachable at start");
 		break;
 	case DBMON_TIMING_OUT:
@@ -113,14 +191,19 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		log_warning("db %s:%d: the agent timed out reaching the database but the final "
 		            "check succeeded; monitoring resumed",
 		            a->cfg->db_host, a->cfg->db_port);
+		emit(a, NOTIFY_AGENT_TIMING_OUT, NULL);
 		break;
 	case DBMON_FAILED:
 		log_severe("db %s:%d: %s database failure for cluster %s: declared failed (%s)",
 		           a->cfg->db_host, a->cfg->db_port, status_node_type_name(a->type),
 		           a->cluster, st->error[0] ? st->error : "no answer");
+		struct notify_args args = {.role = status_node_type_name(a->type),
+		                           .error = st->error};
+		emit(a, NOTIFY_DB_FAILURE, &args);
 		set_type(a, NODE_IDLE,
 		         "local database declared failed; monitoring stopped until "
 		         "'efm resume'");
+		run_db_failure_script(a);
 		break;
 	case DBMON_ROLE_CHANGED:
 		log_warning("db %s:%d: pg_is_in_recovery() changed: the database is now a %s",
@@ -139,12 +222,10 @@ static void on_housekeeping(uv_timer_t *t)
 {
 	struct agent *a = t->data;
 	bool intact = lockfile_intact(&a->lock);
-	if (!intact && !a->lock_warned)
-		log_warning(
-		    "lock file for cluster %s has been removed from %s on node %s: it stops "
-		    "a second agent from monitoring the same cluster here; restart this "
-		    "agent to restore it",
-		    a->cluster, a->lock.path, agent_local_address(a));
+	if (!intact && !a->lock_warned) {
+		struct notify_args args = {.path = a->lock.path};
+		emit(a, NOTIFY_LOCK_REMOVED, &args);
+	}
 	a->lock_warned = !intact;
 }
 
@@ -184,6 +265,8 @@ static void reload(struct agent *a)
 	log_info("agent %s: configuration reloaded from %s (database and network settings take "
 	         "effect at the next restart)",
 	         agent_local_address(a), cfg->props_path);
+	if (a->notify != NULL)
+		notify_set_config(a->notify, cfg);
 	retire_config(a, a->cfg);
 	a->cfg = cfg;
 }
@@ -220,6 +303,24 @@ void agent_stop(struct agent *a, int exit_code, const char *why)
 	a->exit_code = exit_code;
 	log_info("agent %s: stopping (%s)", a->cfg ? agent_local_address(a) : "?", why);
 	sd_notify_text("STOPPING=1");
+	if (a->ready) {
+		static const enum notify_event exited[] = {
+		    [NODE_MASTER] = NOTIFY_AGENT_EXITED_MASTER,
+		    [NODE_STANDBY] = NOTIFY_AGENT_EXITED_STANDBY,
+		    [NODE_WITNESS] = NOTIFY_AGENT_EXITED_WITNESS,
+		    [NODE_IDLE] = NOTIFY_AGENT_EXITED_IDLE};
+		emit(a, exited[a->type], NULL);
+	} else {
+		struct notify_args args = {.error = why};
+		emit(a, NOTIFY_AGENT_EXITED_STARTUP, &args);
+	}
+	if (a->db_failure_script != NULL)
+		script_cancel(a->db_failure_script);
+	if (a->notify != NULL) {
+		/* Bounded: pending mail gets a few seconds, then is dropped with a log line. */
+		notify_close(a->notify, NULL, NULL);
+		a->notify = NULL;
+	}
 	if (a->admin != NULL) {
 		admin_server_close(a->admin);
 		a->admin = NULL;
@@ -277,6 +378,31 @@ static bool decrypt_password(struct agent *a)
 	                            "(run 'efm encrypt' for this cluster again)"
 	                          : "the value is malformed (paste the output of 'efm encrypt')");
 	return false;
+}
+
+/* check_scripts vets every configured user script before anything can run one. */
+static bool check_scripts(struct agent *a)
+{
+	const struct {
+		const char *key;
+		const char *path;
+	} scripts[] = {
+	    {"script.fence", a->cfg->script_fence},
+	    {"script.post.promotion", a->cfg->script_post_promotion},
+	    {"script.db.failure", a->cfg->script_db_failure},
+	    {"script.master.isolated", a->cfg->script_master_isolated},
+	    {"script.notification", a->cfg->script_notification},
+	};
+	bool ok = true;
+	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+		char why[512];
+		if (scripts[i].path[0] == '\0' || script_check(scripts[i].path, why, sizeof(why)))
+			continue;
+		log_severe("%s: %s: refusing to run %s: %s", a->cfg->props_path, scripts[i].key,
+		           scripts[i].path, why);
+		ok = false;
+	}
+	return ok;
 }
 
 /* take_lock holds RUN_DIR/CLUSTER.lock; false after naming the agent that holds it. */
@@ -399,7 +525,7 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 		free_agent(&a);
 		return AGENT_EXIT_LOCKED;
 	}
-	if (!decrypt_password(&a)) {
+	if (!decrypt_password(&a) || !check_scripts(&a)) {
 		lockfile_release(&a.lock);
 		free_agent(&a);
 		return AGENT_EXIT_CONFIG;
@@ -410,6 +536,9 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	a.loop = &loop;
+	a.notify = notify_new(&loop, a.cfg, a.cfg->bind.host);
+	if (a.notify != NULL)
+		notify_set_state_fn(a.notify, state_text, &a);
 
 	if (!start_services(&a))
 		agent_stop(&a, AGENT_EXIT_FAILURE, "start-up failed");
@@ -420,11 +549,6 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 	if (uv_loop_close(&loop) != 0)
 		log_warning("agent: handles still open at exit");
 
-	if (a.ready)
-		log_info("%s agent exited on %s for cluster %s", status_node_type_name(a.type),
-		         agent_local_address(&a), cluster);
-	else
-		log_info("agent exited for cluster %s", cluster);
 	lockfile_release(&a.lock);
 	int code = a.exit_code;
 	free_agent(&a);

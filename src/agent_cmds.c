@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "dbmon.h"
 #include "log.h"
+#include "notify.h"
 
 /* A cluster-status request waiting on the direct query of the database. */
 struct status_query {
@@ -74,6 +75,13 @@ static void build_model(const struct agent *a, struct status_model *m,
 	}
 	if (a->type == NODE_STANDBY)
 		status_add_priority(m, agent_local_address(a));
+	if (a->notify != NULL) {
+		const char *recent[32];
+		size_t n_recent =
+		    notify_recent(a->notify, recent, sizeof(recent) / sizeof(recent[0]));
+		for (size_t i = 0; i < n_recent; i++)
+			status_add_message(m, recent[i]);
+	}
 	if (!a->ready)
 		status_add_message(m, "The agent is starting: the local database has not been "
 		                      "checked yet.");

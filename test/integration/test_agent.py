@@ -37,7 +37,7 @@ def test_master_agent_reports_role_and_wal(cluster):
     assert text.returncode == code
     assert f"Cluster Status: {cluster.name}" in text.stdout
     assert re.search(rf"Master\s+{re.escape(M)}\s+UP\s+UP", text.stdout), text.stdout
-    assert "Master agent running" in a.read_log()
+    assert "Master agent started" in a.read_log()
 
 
 def test_standby_agent_reports_role_and_wal(cluster):
@@ -55,7 +55,7 @@ def test_standby_agent_reports_role_and_wal(cluster):
     assert (n["type"], n["db"]) == ("Standby", "UP")
     st = a.status()[0]
     assert st["failoverpriority"] == [S]
-    assert "Standby agent running" in a.read_log()
+    assert "Standby agent started" in a.read_log()
 
 
 def test_database_stop_declared_failed_in_time(cluster):
@@ -119,7 +119,7 @@ def test_sigterm_stops_cleanly_and_releases_everything(cluster):
     assert a.stop() == 0
     assert not os.path.exists(a.socket)
     assert not os.path.exists(os.path.join(a.run_dir, f"{cluster.name}.lock"))
-    assert "Master agent exited" in a.read_log()
+    assert "Master agent stopped" in a.read_log()
     # and it can start again
     a.start()
 
