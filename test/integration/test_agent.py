@@ -190,3 +190,29 @@ def test_sighup_reload_changes_log_level(cluster):
     a.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "efm.loglevel FINE -> WARNING" in a.read_log(), 10, "reload logged")
     assert a.node_status()["healthy"]
+
+
+def test_jdbc_ssl_requires_ssl(cluster):
+    pg = cluster.master(M)
+    a = cluster.agent(M, name="nossl", jdbc_ssl="true")
+    a.start(wait=False)
+    assert a.wait_exit(30) != 0, "connected without SSL although jdbc.ssl=true"
+    assert "ssl" in a.read_log().lower()
+    # With a certificate the same settings connect, and the session is encrypted.
+    key, crt = (os.path.join(pg.datadir, f) for f in ("server.key", "server.crt"))
+    subprocess.run(["openssl", "req", "-new", "-x509", "-nodes", "-days", "1", "-subj",
+                    "/CN=efm-test", "-keyout", key, "-out", crt], check=True,
+                   capture_output=True)
+    for f in (key, crt):
+        os.chmod(f, 0o600)
+        subprocess.run(["chown", "postgres:postgres", f], check=True)
+    pg.sql("ALTER SYSTEM SET ssl = on")
+    pg.sql("SELECT pg_reload_conf()")
+    # A kept connection (reuse count) can be inspected in pg_stat_ssl.
+    b = cluster.agent(M, name="ssl", jdbc_ssl="true", db_reuse_connection_count=1000).start()
+    assert b.node_status()["healthy"]
+    q = ("SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s "
+         "JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'efm'")
+    enc, total = wait_for(lambda: (lambda r: r if r[1] >= 1 else None)(pg.sql(q)[0]), 10,
+                          "the agent's connection")
+    assert enc == total, f"{total - enc} of the agent's connections are not encrypted"

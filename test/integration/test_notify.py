@@ -121,3 +121,12 @@ def test_unsafe_script_refused_at_start(cluster):
     a.start(wait=False)
     assert a.wait_exit(30) != 0
     assert "script.db.failure" in a.read_log() and "writable" in a.read_log()
+
+
+def test_removed_lock_file_notified(cluster):
+    cluster.master(M)
+    a = cluster.agent(M).start()
+    os.unlink(os.path.join(a.run_dir, f"{cluster.name}.lock"))
+    wait_for(lambda: any("Lock file" in m for m in a.status()[0]["messages"]), 15,
+             "lock removal notification")
+    assert "lock.removed" in a.read_log() or "Lock file" in a.read_log()
