@@ -26,6 +26,15 @@ def rss_kb(pid):
     return 0
 
 
+def rollup_kb(pid, key):
+    """A field of /proc/PID/smaps_rollup: Pss, Private_Dirty, Private_Clean..."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -49,13 +58,14 @@ def main():
                     remote_timeout=10, efm_loglevel="INFO").start()
         pid = a.proc.pid
         hz = os.sysconf("SC_CLK_TCK")
-        rss, cpu = [], []
+        rss, cpu, private = [], [], []
         for _ in range(args.runs):
             t0, c0 = time.monotonic(), cpu_ticks(pid)
             time.sleep(args.seconds)
             used = (cpu_ticks(pid) - c0) / hz
             cpu.append(100.0 * used / (time.monotonic() - t0))
             rss.append(rss_kb(pid))
+            private.append(rollup_kb(pid, "Private_Dirty") + rollup_kb(pid, "Private_Clean"))
         calls = []
         for _ in range(20):
             t0 = time.monotonic()
@@ -65,6 +75,8 @@ def main():
             assert r.stdout, r.stderr
         print(f"agent RSS idle:              {statistics.median(rss) / 1024:.1f} MB "
               f"(median of {args.runs})")
+        print(f"agent private memory idle:   {statistics.median(private) / 1024:.1f} MB "
+              "(RSS less shared library pages)")
         print(f"agent CPU idle:              {statistics.median(cpu):.3f} % of a core "
               f"(median of {args.runs} x {args.seconds} s)")
         print(f"efm cluster-status-json:     {statistics.median(calls):.1f} ms (median of 20)")
