@@ -1,7 +1,7 @@
 /*
  * admin.c - the admin socket: a libuv server on RUN_DIR/CLUSTER.sock that
- * reads one JSON request per connection and sends one JSON reply, and the
- * blocking client the efm program uses.
+ * reads one JSON request per connection and sends one JSON reply.  The
+ * blocking client the efm program uses is in admin_client.c.
  *
  * Life of a connection: READING (a timer bounds how long a client may stay
  * silent, a size cap bounds what it may send) -> the handler runs, possibly
@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,14 +25,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 
 #define ADMIN_REQUEST_MAX (64 * 1024)        /* bytes of one request line */
 #define ADMIN_IDLE_MS     5000               /* a client must send its request within this */
-#define ADMIN_REPLY_MAX   (16 * 1024 * 1024) /* client side: refuse larger replies */
 #define ADMIN_BACKLOG     16
 #define ADMIN_EFM_GROUP   "efm"
 
@@ -498,201 +495,4 @@ bool admin_caller_may_mutate(uid_t uid, gid_t gid)
 	if (!group_id_of(ADMIN_EFM_GROUP, &efm_gid))
 		return false;
 	return gid == efm_gid || user_in_group(uid, efm_gid);
-}
-
-/* ---- client ---- */
-
-/* now_ms reads the monotonic clock in milliseconds. */
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* wait_fd polls fd for events until deadline; 1 ready, 0 timed out, -1 error (errno). */
-static int wait_fd(int fd, short events, long long deadline)
-{
-	for (;;) {
-		long long left = deadline - now_ms();
-		if (left <= 0)
-			return 0;
-		struct pollfd p = {.fd = fd, .events = events};
-		int rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-		if (rc > 0)
-			return 1;
-		if (rc < 0 && errno != EINTR)
-			return -1;
-	}
-}
-
-/* client_connect opens a non-blocking connection to path; -1 with errno set. */
-static int client_connect(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	/* Non-blocking: a full backlog must fail (EAGAIN), not hang the CLI. */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int err = errno;
-		close(fd);
-		errno = err;
-		return -1;
-	}
-	return fd;
-}
-
-/* client_send writes all of text before the deadline; false with errno set. */
-static bool client_send(int fd, const char *text, size_t len, long long deadline)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = send(fd, text + done, len - done, MSG_NOSIGNAL);
-		if (n > 0) {
-			done += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return false;
-		int w = wait_fd(fd, POLLOUT, deadline);
-		if (w <= 0) {
-			if (w == 0)
-				errno = ETIMEDOUT;
-			return false;
-		}
-	}
-	return true;
-}
-
-/* client_receive reads one reply line (NUL-terminated, newline stripped); NULL with errno. */
-static char *client_receive(int fd, long long deadline)
-{
-	size_t cap = 8192, len = 0;
-	char *buf = malloc(cap);
-	if (buf == NULL)
-		return NULL;
-	for (;;) {
-		if (len + 1 >= cap) {
-			if (cap >= ADMIN_REPLY_MAX) {
-				free(buf);
-				errno = EMSGSIZE;
-				return NULL;
-			}
-			char *grown = realloc(buf, cap * 2);
-			if (grown == NULL) {
-				free(buf);
-				return NULL;
-			}
-			buf = grown;
-			cap *= 2;
-		}
-		ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n > 0) {
-			char *nl = memchr(buf + len, '\n', (size_t)n);
-			len += (size_t)n;
-			if (nl != NULL) {
-				*nl = '\0';
-				return buf;
-			}
-			continue;
-		}
-		if (n == 0) {
-			if (len > 0) { /* a reply without its newline is still a reply */
-				buf[len] = '\0';
-				return buf;
-			}
-			free(buf);
-			errno = ECONNRESET;
-			return NULL;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			int err = errno;
-			free(buf);
-			errno = err;
-			return NULL;
-		}
-		int w = wait_fd(fd, POLLIN, deadline);
-		if (w <= 0) {
-			int err = w == 0 ? ETIMEDOUT : errno;
-			free(buf);
-			errno = err;
-			return NULL;
-		}
-	}
-}
-
-/* admin_call sends request to the agent at path and returns its reply; see admin.h. */
-cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *err, size_t errlen)
-{
-	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-	int fd = client_connect(path);
-	if (fd < 0) {
-		int e = errno;
-		if (e == ENOENT || e == ECONNREFUSED)
-			snprintf(err, errlen, "no agent running (cannot connect to %s: %s)", path,
-			         strerror(e));
-		else if (e == EAGAIN)
-			snprintf(err, errlen, "the agent is too busy to accept (socket %s)", path);
-		else
-			snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(e));
-		errno = e;
-		return NULL;
-	}
-
-	char *text = cJSON_PrintUnformatted(request);
-	size_t len = text != NULL ? strlen(text) : 0;
-	char *line = text != NULL ? malloc(len + 2) : NULL;
-	if (line == NULL) {
-		free(text);
-		close(fd);
-		snprintf(err, errlen, "out of memory");
-		errno = ENOMEM;
-		return NULL;
-	}
-	memcpy(line, text, len);
-	line[len] = '\n';
-	line[len + 1] = '\0';
-	free(text);
-
-	bool sent = client_send(fd, line, len + 1, deadline);
-	int e = errno;
-	free(line);
-	char *reply = sent ? client_receive(fd, deadline) : NULL;
-	if (sent)
-		e = errno;
-	close(fd);
-	if (reply == NULL) {
-		if (e == ETIMEDOUT)
-			snprintf(err, errlen, "no reply from the agent within %d ms (socket %s)",
-			         timeout_ms, path);
-		else if (e == ECONNRESET || e == EPIPE)
-			snprintf(err, errlen,
-			         "the agent closed the connection without a reply (socket %s)",
-			         path);
-		else if (e == EMSGSIZE)
-			snprintf(err, errlen, "the agent's reply is too large (socket %s)", path);
-		else
-			snprintf(err, errlen, "talking to the agent at %s: %s", path, strerror(e));
-		errno = e;
-		return NULL;
-	}
-	cJSON *j = cJSON_Parse(reply);
-	free(reply);
-	if (!cJSON_IsObject(j)) {
-		cJSON_Delete(j);
-		snprintf(err, errlen, "malformed reply from the agent (socket %s)", path);
-		errno = EPROTO;
-		return NULL;
-	}
-	return j;
 }
