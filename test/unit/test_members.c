@@ -1,0 +1,112 @@
+/*
+ * test_members.c - member liveness bookkeeping and the atomic file writes
+ * used for the .nodes file.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fsutil.h"
+#include "members.h"
+#include "raftio.h"
+
+/* A member is alive within the timeout of its last heartbeat, never before the first. */
+static void test_alive_and_silent(void **state)
+{
+	struct members m;
+	members_init(&m, 3000);
+	assert_true(members_track(&m, 7, "10.0.0.7:7800", 1000));
+	assert_false(members_alive(&m, 7, 1000));
+	assert_int_equal(members_silent_ms(&m, 7, 2500), 1500);
+	struct members_report r = {.role = CLUSTERFSM_STANDBY, .db = CLUSTERFSM_UP};
+	members_heard(&m, 7, "10.0.0.7:7800", 4000, &r);
+	assert_true(members_alive(&m, 7, 7000));
+	assert_false(members_alive(&m, 7, 7001));
+	assert_int_equal(members_get(&m, 7)->report.role, CLUSTERFSM_STANDBY);
+	assert_false(members_alive(&m, 8, 4000));
+	assert_int_equal(members_silent_ms(&m, 8, 4000), 0);
+	members_forget(&m, 7);
+	assert_null(members_get(&m, 7));
+}
+
+/* The removal candidate is the longest-silent voter past the limit, never self. */
+static void test_removal_candidate(void **state)
+{
+	struct members m;
+	members_init(&m, 1000);
+	uint64_t voters[] = {1, 2, 3, 4};
+	members_track(&m, 2, "b", 0);
+	members_track(&m, 3, "c", 0);
+	members_heard(&m, 2, "b", 500, NULL);
+	members_heard(&m, 1, "self", 0, NULL);
+	assert_int_equal(members_removal_candidate(&m, voters, 4, 1, 1500, 2000), 0);
+	/* 3 silent since 0, 2 since 500: 3 goes first. */
+	assert_int_equal(members_removal_candidate(&m, voters, 4, 1, 2600, 2000), 3);
+	/* Self is never chosen, unknown voters (4) neither. */
+	uint64_t two[] = {2, 3, 4};
+	assert_int_equal(members_removal_candidate(&m, two, 3, 3, 2600, 2000), 2);
+	members_heard(&m, 2, "b", 2600, NULL);
+	members_heard(&m, 3, "c", 2600, NULL);
+	assert_int_equal(members_removal_candidate(&m, voters, 4, 1, 2700, 2000), 0);
+}
+
+/* Raft ids are stable, nonzero and differ per address. */
+static void test_raft_ids(void **state)
+{
+	uint64_t a = raftio_id_of("10.0.0.1:7800");
+	assert_true(a != 0);
+	assert_true(a == raftio_id_of("10.0.0.1:7800"));
+	assert_true(a != raftio_id_of("10.0.0.2:7800"));
+	assert_true(a != raftio_id_of("10.0.0.1:7801"));
+}
+
+/* fsutil_write_atomic replaces the content and leaves no temporary file. */
+static void test_write_atomic(void **state)
+{
+	char dir[] = "/tmp/test_members_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], tmp[300], buf[64];
+	snprintf(path, sizeof(path), "%s/acctg.nodes", dir);
+	assert_int_equal(fsutil_write_atomic(path, "a:1 b:2\n", 8, 0644), 0);
+	assert_int_equal(fsutil_read_small(path, buf, sizeof(buf)), 8);
+	assert_string_equal(buf, "a:1 b:2\n");
+	assert_int_equal(fsutil_write_atomic(path, "b:2\n", 4, 0644), 0);
+	assert_int_equal(fsutil_read_small(path, buf, sizeof(buf)), 4);
+	assert_string_equal(buf, "b:2\n");
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_true(fsutil_dir_has_files(dir));
+	assert_int_equal(fsutil_empty_dir(dir), 0);
+	assert_false(fsutil_dir_has_files(dir));
+	assert_true(fsutil_write_atomic("/nonexistent/dir/x", "x", 1, 0644) < 0);
+	char deep[300];
+	snprintf(deep, sizeof(deep), "%s/a/b/c", dir);
+	assert_int_equal(fsutil_mkdirs(deep, 0700), 0);
+	struct stat sb;
+	assert_int_equal(stat(deep, &sb), 0);
+	rmdir(deep);
+	snprintf(deep, sizeof(deep), "%s/a/b", dir);
+	rmdir(deep);
+	snprintf(deep, sizeof(deep), "%s/a", dir);
+	rmdir(deep);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_alive_and_silent),
+	    cmocka_unit_test(test_removal_candidate),
+	    cmocka_unit_test(test_raft_ids),
+	    cmocka_unit_test(test_write_atomic),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
