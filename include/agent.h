@@ -17,6 +17,7 @@
 struct dbmon;
 struct admin_server;
 struct notifier;
+struct cluster;
 struct script_run;
 
 /* Named exit codes of efmd. */
@@ -26,6 +27,7 @@ enum agent_exit {
 	AGENT_EXIT_USAGE = 2,     /* bad command line */
 	AGENT_EXIT_CONFIG = 78,   /* EX_CONFIG: the configuration is invalid */
 	AGENT_EXIT_LOCKED = 75,   /* EX_TEMPFAIL: another agent runs this cluster here */
+	AGENT_EXIT_REFUSED = 77,  /* EX_NOPERM: the cluster refused to admit this node */
 };
 
 struct agent_paths {
@@ -49,6 +51,7 @@ struct agent {
 	struct dbmon *mon;
 	struct admin_server *admin;
 	struct notifier *notify;
+	struct cluster *cl;      /* the cluster layer (cluster.h) */
 	struct script_run *db_failure_script; /* script.db.failure while it runs */
 
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
@@ -72,6 +75,9 @@ void agent_stop(struct agent *a, int exit_code, const char *why);
 
 /* agent_local_address: the address other nodes and the status know us by. */
 const char *agent_local_address(const struct agent *a);
+
+/* agent_status_local_node fills this node's status row and messages (agent_cmds.c). */
+void agent_status_local_node(void *arg, struct status_model *m, struct status_node *n);
 
 /* agent_cmds.c: the admin command table. */
 extern const struct admin_command agent_admin_commands[];

@@ -1,7 +1,8 @@
 #!/bin/sh
 # demo.sh - a throwaway local cluster: a PostgreSQL master and a streaming
-# standby on 127.0.0.2 and 127.0.0.3, an efm agent watching each, the status
-# as efm reports it, then a clean teardown.  Run as root (PostgreSQL runs as
+# standby on 127.0.0.2 and 127.0.0.3, an efm agent watching each plus a
+# witness agent on 127.0.0.4; the three agents form one cluster and the
+# cluster-wide status is printed from every node, then a clean teardown.  Run as root (PostgreSQL runs as
 # the postgres user).  Usage: scripts/demo.sh BUILD_DIR
 set -eu
 build=$(cd "${1:-build}" && pwd)
@@ -9,6 +10,7 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 cluster=demo
 master=127.0.0.2
 standby=127.0.0.3
+witness=127.0.0.4
 port=55432
 agent_port=7800
 base=$(mktemp -d /tmp/efm-demo-XXXXXX)
@@ -63,10 +65,11 @@ encrypted=$(EFM_PASSWORD=efm-secret "$build/efm" encrypt $cluster |
 	sed -n 's/^db.password.encrypted=//p')
 echo "db.password.encrypted=$encrypted"
 
-start_agent() { # start_agent NAME HOST
+start_agent() { # start_agent NAME HOST [witness]
 	dir="$base/agent-$1"
 	mkdir -p "$dir/etc" "$dir/run" "$dir/lib"
-	cat >"$dir/etc/$cluster.properties" <<PROPS
+	[ "${3:-}" = witness ] && echo "is.witness=true" >"$dir/etc/$cluster.properties"
+	cat >>"$dir/etc/$cluster.properties" <<PROPS
 db.user=efm
 db.password.encrypted=$encrypted
 db.port=$port
@@ -76,8 +79,10 @@ user.email=dba@example.com
 local.period=2
 local.timeout=10
 local.timeout.final=3
+node.timeout=10
 PROPS
-	echo "$master:$agent_port $standby:$agent_port" >"$dir/etc/$cluster.nodes"
+	echo "$master:$agent_port $standby:$agent_port $witness:$agent_port" \
+		>"$dir/etc/$cluster.nodes"
 	"$build/efmd" --config-dir "$dir/etc" --run-dir "$dir/run" --state-dir "$dir/lib" \
 		--log-file "$dir/efmd.log" $cluster &
 	pids="$pids $!"
@@ -102,11 +107,31 @@ wait_healthy() {
 	done
 }
 
-say "Agents: efmd on $master and on $standby"
+# wait_members NAME: until that node's status lists three members, all UP.
+wait_members() {
+	i=0
+	until [ "$(efm_at "$1" cluster-status-json $cluster 2>/dev/null |
+		grep -c '"agent":[[:space:]]*"UP"')" = 3 ]; do
+		i=$((i + 1))
+		if [ $i -gt 150 ]; then
+			echo "agent $1 did not see the whole cluster:" >&2
+			cat "$base/agent-$1/efmd.log" >&2
+			exit 1
+		fi
+		sleep 0.2
+	done
+}
+
+say "Agents: efmd on $master, $standby and (witness) $witness, started together"
 start_agent master $master
 start_agent standby $standby
+start_agent witness $witness witness
 wait_healthy master
 wait_healthy standby
+wait_healthy witness
+wait_members master
+wait_members standby
+wait_members witness
 
 say "efm prop-check $cluster (on the master)"
 efm_at master prop-check $cluster || true
@@ -115,10 +140,15 @@ say "efm cluster-status $cluster (on the master)"
 efm_at master cluster-status $cluster || true
 say "efm cluster-status $cluster (on the standby)"
 efm_at standby cluster-status $cluster || true
-say "efm cluster-status-json $cluster (on the standby)"
-efm_at standby cluster-status-json $cluster || true
+say "efm cluster-status $cluster (on the witness)"
+efm_at witness cluster-status $cluster || true
+say "efm cluster-status-json $cluster (on the witness)"
+efm_at witness cluster-status-json $cluster || true
+say "$cluster.nodes as the agents rewrote it (on the master)"
+cat "$base/agent-master/etc/$cluster.nodes"
 
-say "The agents' logs"
-cat "$base/agent-master/efmd.log" "$base/agent-standby/efmd.log"
+say "The agents' cluster log lines"
+grep -h "cluster $cluster" "$base/agent-master/efmd.log" "$base/agent-standby/efmd.log" \
+	"$base/agent-witness/efmd.log" || true
 
 say "Teardown"

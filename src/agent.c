@@ -17,6 +17,7 @@
 #endif
 
 #include "admin.h"
+#include "cluster.h"
 #include "crypt.h"
 #include "dbmon.h"
 #include "log.h"
@@ -329,6 +330,11 @@ void agent_stop(struct agent *a, int exit_code, const char *why)
 		dbmon_close(a->mon, NULL, NULL);
 		a->mon = NULL;
 	}
+	if (a->cl != NULL) {
+		/* A clean stop leaves the membership; stop-cluster and failures keep it. */
+		cluster_shutdown(a->cl, exit_code == AGENT_EXIT_OK, NULL, NULL);
+		a->cl = NULL;
+	}
 	close_handle((uv_handle_t *)&a->sig_term);
 	close_handle((uv_handle_t *)&a->sig_int);
 	close_handle((uv_handle_t *)&a->sig_hup);
@@ -446,6 +452,50 @@ static int start_signals(struct agent *a)
 	return 0;
 }
 
+/* cluster_local tells the cluster layer our role and database state (false until known). */
+static bool cluster_local(void *arg, struct members_report *out)
+{
+	struct agent *a = arg;
+	if (!a->ready || a->stopping)
+		return false;
+	out->role = (enum clusterfsm_role)a->type;
+	out->db = CLUSTERFSM_UNKNOWN;
+	if (a->mon != NULL) {
+		const struct dbmon_status *st = dbmon_status(a->mon);
+		if (st->started)
+			out->db = st->last_ok ? CLUSTERFSM_UP : CLUSTERFSM_DOWN;
+		snprintf(out->xlog, sizeof(out->xlog), "%s", db_sample_lsn(&st->last));
+		if (st->failed)
+			snprintf(out->info, sizeof(out->info), "DB failed: %s",
+			         st->error[0] ? st->error : "no answer");
+	}
+	return true;
+}
+
+static void cluster_stop_hook(void *arg, int exit_code, const char *why)
+{
+	struct agent *a = arg;
+	agent_stop(a, exit_code == CLUSTER_EXIT_REFUSED ? AGENT_EXIT_REFUSED : exit_code, why);
+}
+
+static void cluster_event_hook(void *arg, enum notify_event ev, const char *node)
+{
+	struct notify_args args = {.node = node};
+	emit(arg, ev, &args);
+}
+
+/* start_cluster listens on bind.address and begins joining; false on failure. */
+static bool start_cluster(struct agent *a)
+{
+	struct cluster_hooks h = {.arg = a,
+	                          .local = cluster_local,
+	                          .stop = cluster_stop_hook,
+	                          .local_node = agent_status_local_node,
+	                          .event = cluster_event_hook};
+	a->cl = cluster_new(a->loop, a->cfg, a->paths.state_dir, a->password, &h);
+	return a->cl != NULL && cluster_start(a->cl);
+}
+
 /* start_services brings up signals, the admin socket and the monitor; false on failure. */
 static bool start_services(struct agent *a)
 {
@@ -468,6 +518,8 @@ static bool start_services(struct agent *a)
 		           uv_strerror(rc));
 		return false;
 	}
+	if (!start_cluster(a))
+		return false;
 
 	if (a->cfg->is_witness) {
 		set_type(a, NODE_WITNESS, "is.witness=true: no local database");

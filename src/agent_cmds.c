@@ -11,6 +11,7 @@
 
 #include "admin.h"
 #include "agent.h"
+#include "cluster.h"
 #include "dbmon.h"
 #include "log.h"
 #include "notify.h"
@@ -75,6 +76,31 @@ static void build_model(const struct agent *a, struct status_model *m,
 	}
 	if (a->type == NODE_STANDBY)
 		status_add_priority(m, agent_local_address(a));
+	if (a->notify != NULL) {
+		const char *recent[32];
+		size_t n_recent =
+		    notify_recent(a->notify, recent, sizeof(recent) / sizeof(recent[0]));
+		for (size_t i = 0; i < n_recent; i++)
+			status_add_message(m, recent[i]);
+	}
+	if (!a->ready)
+		status_add_message(m, "The agent is starting: the local database has not been "
+		                      "checked yet.");
+	if (a->type == NODE_IDLE && a->mon != NULL && dbmon_status(a->mon)->failed)
+		status_add_message(m, "The local database was declared failed; after repairing it "
+		                      "run 'efm resume'.");
+}
+
+/* agent_status_local_node fills this node's row of the cluster-wide status and its messages. */
+void agent_status_local_node(void *arg, struct status_model *m, struct status_node *n)
+{
+	const struct agent *a = arg;
+	n->type = a->type;
+	n->agent = STATE_UP;
+	n->db = local_db_state(a);
+	if (a->mon != NULL && dbmon_status(a->mon)->failed)
+		snprintf(n->info, sizeof(n->info), "DB failed: %s",
+		         dbmon_status(a->mon)->error[0] ? dbmon_status(a->mon)->error : "no answer");
 	if (a->notify != NULL) {
 		const char *recent[32];
 		size_t n_recent =
@@ -171,7 +197,22 @@ static void start_status(struct admin_request *req, bool node_only)
 
 static void cmd_cluster_status(struct admin_request *req)
 {
-	start_status(req, false);
+	struct agent *a = req->agent;
+	if (a->cl != NULL && !a->stopping)
+		cluster_status_command(a->cl, req);
+	else
+		start_status(req, false);
+}
+
+/* cmd_cluster runs a node management command through the cluster layer. */
+static void cmd_cluster(struct admin_request *req)
+{
+	struct agent *a = req->agent;
+	if (a->cl == NULL || a->stopping) {
+		admin_reply_error(req, "%s: the agent is stopping", req->command);
+		return;
+	}
+	cluster_admin_command(a->cl, req);
 }
 
 static void cmd_node_status(struct admin_request *req)
@@ -192,15 +233,15 @@ const struct admin_command agent_admin_commands[] = {
     {"cluster-status", false, cmd_cluster_status},
     {"cluster-status-json", false, cmd_cluster_status},
     {"node-status-json", false, cmd_node_status},
-    {"add-node", true, cmd_not_yet},
-    {"allow-node", true, cmd_not_yet},
-    {"remove-node", true, cmd_not_yet},
-    {"disallow-node", true, cmd_not_yet},
-    {"set-priority", true, cmd_not_yet},
+    {"add-node", true, cmd_cluster},
+    {"allow-node", true, cmd_cluster},
+    {"remove-node", true, cmd_cluster},
+    {"disallow-node", true, cmd_cluster},
+    {"set-priority", true, cmd_cluster},
     {"promote", true, cmd_not_yet},
     {"resume", true, cmd_not_yet},
-    {"stop-cluster", true, cmd_not_yet},
-    {"reset-members", true, cmd_not_yet},
+    {"stop-cluster", true, cmd_cluster},
+    {"reset-members", true, cmd_cluster},
 };
 const size_t agent_admin_n_commands =
     sizeof(agent_admin_commands) / sizeof(agent_admin_commands[0]);

@@ -1,0 +1,93 @@
+/*
+ * cluster.h - the cluster layer as the agent sees it: membership through
+ * Raft (raftio.h), liveness (members.h), agent-to-agent requests (rpc.h),
+ * node management commands and the cluster-wide status.
+ *
+ * Life cycle.  cluster_new + cluster_start listen on bind.address at once.
+ * Joining waits until the agent knows its role (the local hook returns
+ * true); then, as DESIGN.md says:
+ *  - Raft state on disk: resume it (and ask to be re-admitted if the others
+ *    removed us meanwhile);
+ *  - no state, no other address in CLUSTER.nodes: bootstrap a one-member
+ *    cluster whose allowed list is CLUSTER.nodes plus us;
+ *  - otherwise ask the listed peers to admit us; when a majority of the
+ *    listed agents answer and none has a cluster, the lowest address
+ *    bootstraps and the others keep asking.  An agent that told a lower
+ *    address "no cluster here" defers to it for a while, so two clusters
+ *    never form from one .nodes set.
+ * The leader admits only allowed hosts; a refused agent is stopped with
+ * CLUSTER_EXIT_REFUSED.
+ *
+ * cluster_shutdown(leave=true) is the SIGTERM path: leave the membership
+ * (transferring leadership first), wipe the Raft state, close.  With
+ * leave=false (stop-cluster, start-up failure) the state is kept and the
+ * cluster resumes when the agents start again.
+ */
+#ifndef EFM_CLUSTER_H
+#define EFM_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "admin.h"
+#include "clusterfsm.h"
+#include "config.h"
+#include "members.h"
+#include "notify.h"
+#include "status.h"
+
+/* efmd's exit code when the leader refuses to admit this node (EX_NOPERM). */
+#define CLUSTER_EXIT_REFUSED 77
+
+struct cluster;
+
+/* What the agent provides to the cluster layer. */
+struct cluster_hooks {
+	void *arg;
+	/* local fills the agent's own report; false while its role is not known yet. */
+	bool (*local)(void *arg, struct members_report *out);
+	/* stop asks the agent to stop (stop-cluster, refused admission). */
+	void (*stop)(void *arg, int exit_code, const char *why);
+	/*
+	 * local_node fills this node's row and adds its messages to m (the
+	 * agent knows its monitor); may be NULL.
+	 */
+	void (*local_node)(void *arg, struct status_model *m, struct status_node *n);
+	/* event reports a notification (node is the address it concerns); may be NULL. */
+	void (*event)(void *arg, enum notify_event ev, const char *node);
+};
+
+/*
+ * cluster_new prepares the layer; password is the decrypted database
+ * password (for the derived peer key).  NULL after logging why.
+ */
+struct cluster *cluster_new(uv_loop_t *loop, const struct efm_config *cfg, const char *state_dir,
+                            const char *password, const struct cluster_hooks *hooks);
+
+/* cluster_start listens and starts the membership timer; false after logging why. */
+bool cluster_start(struct cluster *c) __attribute__((warn_unused_result));
+
+/*
+ * cluster_shutdown leaves the cluster when leave is true (bounded by a few
+ * seconds), then closes everything and calls done(arg).  The struct is
+ * freed after done returns.  Idempotent: later calls are ignored.
+ */
+void cluster_shutdown(struct cluster *c, bool leave, void (*done)(void *arg), void *arg);
+
+/* cluster_in_majority: a Raft leader with recent contact is known (or we lead). */
+bool cluster_in_majority(const struct cluster *c);
+
+/*
+ * cluster_admin_command runs a node management command (add-node,
+ * allow-node, remove-node, disallow-node, set-priority, stop-cluster,
+ * reset-members): forwarded to the leader, applied through Raft, answered
+ * with {"ok":true,"message":...} or an error, within a bounded time.
+ */
+void cluster_admin_command(struct cluster *c, struct admin_request *req);
+
+/* cluster_status_command answers cluster-status(-json) with every member's state. */
+void cluster_status_command(struct cluster *c, struct admin_request *req);
+
+#endif

@@ -1,0 +1,301 @@
+/*
+ * cluster_admit.c - the leader's side of membership: admitting an agent
+ * (allowed list check, raft_add + raft_assign(voter), MEMBER_JOIN or
+ * MEMBER_UPDATE), removing a leaving or long-silent one (MEMBER_LEAVE, then
+ * raft_remove), and warning when the voters drop to two.
+ */
+#include "cluster_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* ---- admission (leader side) ---- */
+
+struct admit {
+	struct cluster *c;
+	struct rpc_conn *conn; /* NULL for our own join */
+	uint64_t id;
+	char address[CLUSTERFSM_ADDR_MAX];
+	enum clusterfsm_role role;
+	enum clusterfsm_up db;
+};
+
+static void admit_reply(struct admit *a, cJSON *reply)
+{
+	a->c->admitting = false;
+	if (a->conn != NULL) {
+		rpc_reply(a->conn, reply);
+		rpc_conn_unref(a->conn);
+	} else {
+		cJSON_Delete(reply);
+	}
+	free(a);
+}
+
+cJSON *cluster_ok_reply(void)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", true);
+	cJSON_AddBoolToObject(r, "cluster", true);
+	return r;
+}
+
+static void on_admit_applied(void *arg, int status, const struct clusterfsm_result *res)
+{
+	struct admit *a = arg;
+	if (status != 0) {
+		admit_reply(
+		    a, cluster_error_reply("the join did not commit: %s", raft_strerror(status)));
+		return;
+	}
+	if (res->code == CLUSTERFSM_REJECTED) {
+		log_warning("cluster %s: join of %s rejected: %s", a->c->name, a->address,
+		            res->reason);
+		admit_reply(a, cluster_error_reply("join rejected: %s", res->reason));
+		return;
+	}
+	admit_reply(a, cluster_ok_reply());
+}
+
+/* admit_record commits the member entry (join or role/state update). */
+static void admit_record(struct admit *a)
+{
+	struct cluster *c = a->c;
+	const struct clusterfsm_member *m = clusterfsm_member_by_id(&c->rio.st, a->id);
+	struct clusterfsm_cmd cmd;
+	if (m != NULL && m->role == a->role && m->db == a->db && m->agent == CLUSTERFSM_UP) {
+		admit_reply(a, cluster_ok_reply());
+		return;
+	}
+	if (m != NULL)
+		clusterfsm_cmd_member_update(&cmd, a->id, a->role, CLUSTERFSM_UP, a->db);
+	else if (!clusterfsm_cmd_member_join(&cmd, a->id, a->address, a->role)) {
+		admit_reply(a, cluster_error_reply("malformed address %s", a->address));
+		return;
+	}
+	int rc = raftio_propose(&c->rio, &cmd, on_admit_applied, a);
+	if (rc != 0)
+		admit_reply(a, cluster_error_reply("cannot propose: %s", raft_strerror(rc)));
+}
+
+static void on_admit_voter(void *arg, int status)
+{
+	struct admit *a = arg;
+	if (status != 0) {
+		log_warning("cluster %s: could not make %s a voter: %s", a->c->name, a->address,
+		            raft_strerror(status));
+		cJSON *r = cluster_error_reply("could not add the agent to the voting set: %s",
+		                               raft_strerror(status));
+		cJSON_AddBoolToObject(r, "retry", true);
+		admit_reply(a, r);
+		return;
+	}
+	log_info("cluster %s: agent %s is now a voting member", a->c->name, a->address);
+	admit_record(a);
+}
+
+/* admit runs on the leader for a join (or update) request. */
+void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg)
+{
+	const cJSON *jid = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const cJSON *jaddr = cJSON_GetObjectItemCaseSensitive(msg, "address");
+	const cJSON *jrole = cJSON_GetObjectItemCaseSensitive(msg, "role");
+	const cJSON *jdb = cJSON_GetObjectItemCaseSensitive(msg, "db");
+	const cJSON *jstarted = cJSON_GetObjectItemCaseSensitive(msg, "started");
+	if (!cJSON_IsString(jid) || !cJSON_IsString(jaddr) || !cJSON_IsNumber(jrole) ||
+	    jrole->valueint < 0 || jrole->valueint > CLUSTERFSM_IDLE) {
+		if (conn != NULL)
+			rpc_reply(conn, cluster_error_reply("malformed join request"));
+		return;
+	}
+	uint64_t id = strtoull(jid->valuestring, NULL, 16);
+	const char *addr = jaddr->valuestring;
+	if (c->admitting || c->seeding || raftio_change_pending(&c->rio)) {
+		cJSON *r = cluster_error_reply("the leader is busy with another membership change");
+		cJSON_AddBoolToObject(r, "retry", true);
+		cJSON_AddBoolToObject(r, "cluster", true);
+		if (conn != NULL)
+			rpc_reply(conn, r);
+		else
+			cJSON_Delete(r);
+		return;
+	}
+	if (!clusterfsm_is_allowed(&c->rio.st, addr)) {
+		log_warning(
+		    "cluster %s: refusing to admit agent %s: its host is not in the allowed "
+		    "node list (run 'efm add-node %s %s' on a member first)",
+		    c->name, addr, c->name, addr);
+		cJSON *r =
+		    cluster_error_reply("this node's address %s is not in the allowed node list "
+		                        "of cluster %s; run 'efm add-node %s %s' on a member",
+		                        addr, c->name, c->name, addr);
+		cJSON_AddBoolToObject(r, "refused", true);
+		if (conn != NULL)
+			rpc_reply(conn, r);
+		else
+			cJSON_Delete(r);
+		return;
+	}
+	if (!cJSON_IsTrue(jstarted) && !raftio_voter(&c->rio, id)) {
+		cJSON *r = cluster_error_reply("start the consensus module, then ask again");
+		cJSON_AddBoolToObject(r, "retry", true);
+		cJSON_AddBoolToObject(r, "cluster", true);
+		if (conn != NULL)
+			rpc_reply(conn, r);
+		else
+			cJSON_Delete(r);
+		return;
+	}
+	struct admit *a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return;
+	a->c = c;
+	a->conn = conn;
+	if (conn != NULL)
+		rpc_conn_ref(conn);
+	a->id = id;
+	snprintf(a->address, sizeof(a->address), "%s", addr);
+	a->role = (enum clusterfsm_role)jrole->valueint;
+	a->db = cJSON_IsNumber(jdb) && jdb->valueint >= 0 && jdb->valueint <= CLUSTERFSM_UNKNOWN
+	            ? (enum clusterfsm_up)jdb->valueint
+	            : CLUSTERFSM_UNKNOWN;
+	c->admitting = true;
+	if (raftio_voter(&c->rio, id)) {
+		admit_record(a);
+		return;
+	}
+	log_info("cluster %s: admitting agent %s (%s)", c->name, addr,
+	         clusterfsm_role_name(a->role));
+	int rc = raftio_add_voter(&c->rio, id, addr, on_admit_voter, a);
+	if (rc != 0)
+		on_admit_voter(a, rc);
+}
+
+/* ---- the leader's removal of dead members ---- */
+
+struct removal {
+	struct cluster *c;
+	uint64_t id;
+	char address[CLUSTERFSM_ADDR_MAX];
+	struct rpc_conn *conn; /* a graceful leave waiting for the answer, or NULL */
+};
+
+static void removal_end(struct removal *r, cJSON *reply)
+{
+	r->c->removing = false;
+	if (r->conn != NULL) {
+		rpc_reply(r->conn, reply);
+		rpc_conn_unref(r->conn);
+	} else {
+		cJSON_Delete(reply);
+	}
+	free(r);
+}
+
+static void on_removed(void *arg, int status)
+{
+	struct removal *r = arg;
+	if (status != 0) {
+		log_warning("cluster %s: removing %s from the voting set failed: %s", r->c->name,
+		            r->address, raft_strerror(status));
+		removal_end(r, cluster_error_reply("removal failed: %s", raft_strerror(status)));
+		return;
+	}
+	log_info("cluster %s: agent %s removed from the voting set", r->c->name, r->address);
+	removal_end(r, cluster_ok_reply());
+}
+
+static void on_leave_applied(void *arg, int status, const struct clusterfsm_result *res)
+{
+	struct removal *r = arg;
+	(void)res;
+	if (status != 0) {
+		removal_end(r,
+		            cluster_error_reply("leave did not commit: %s", raft_strerror(status)));
+		return;
+	}
+	if (!raftio_in_config(&r->c->rio, r->id)) {
+		removal_end(r, cluster_ok_reply());
+		return;
+	}
+	int rc = raftio_remove(&r->c->rio, r->id, on_removed, r);
+	if (rc != 0)
+		on_removed(r, rc);
+}
+
+/* remove_member commits MEMBER_LEAVE then takes id out of the Raft configuration. */
+void cluster_remove_member(struct cluster *c, uint64_t id, const char *address,
+                           struct rpc_conn *conn)
+{
+	if (c->removing || c->admitting || raftio_change_pending(&c->rio)) {
+		if (conn != NULL) {
+			cJSON *r = cluster_error_reply("the leader is busy with another change");
+			cJSON_AddBoolToObject(r, "retry", true);
+			rpc_reply(conn, r);
+		}
+		return;
+	}
+	struct removal *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return;
+	r->c = c;
+	r->id = id;
+	snprintf(r->address, sizeof(r->address), "%s", address);
+	r->conn = conn;
+	if (conn != NULL)
+		rpc_conn_ref(conn);
+	c->removing = true;
+	struct clusterfsm_cmd cmd;
+	clusterfsm_cmd_member_leave(&cmd, id);
+	if (clusterfsm_member_by_id(&c->rio.st, id) == NULL) {
+		on_leave_applied(r, 0, NULL);
+		return;
+	}
+	int rc = raftio_propose(&c->rio, &cmd, on_leave_applied, r);
+	if (rc != 0)
+		on_leave_applied(r, rc, NULL);
+}
+
+static const char *member_address(struct cluster *c, uint64_t id)
+{
+	const struct clusterfsm_member *m = clusterfsm_member_by_id(&c->rio.st, id);
+	const struct members_entry *e = members_get(&c->mem, id);
+	return m != NULL ? m->address : e != NULL ? e->address : "?";
+}
+
+/* leader_duties: remove one long-silent voter; warn when the voters drop to two. */
+void cluster_leader_duties(struct cluster *c)
+{
+	uint64_t now = cluster_now(c);
+	uint64_t voters[CLUSTERFSM_MAX_NODES];
+	size_t n = raftio_voters(&c->rio, voters, CLUSTERFSM_MAX_NODES);
+	if (n > CLUSTERFSM_MAX_NODES)
+		n = CLUSTERFSM_MAX_NODES;
+	for (size_t i = 0; i < n; i++)
+		if (voters[i] != c->id && members_get(&c->mem, voters[i]) == NULL)
+			members_track(&c->mem, voters[i], NULL, now);
+	if (c->last_voters >= 3 && n == 2) {
+		log_warning(
+		    "cluster %s: only two voting members remain: a failure of either one can "
+		    "no longer be handled automatically",
+		    c->name);
+		if (c->h.event != NULL)
+			c->h.event(c->h.arg, NOTIFY_CLUSTER_BELOW_THREE, c->address);
+	}
+	c->last_voters = n;
+	if (now - c->leader_since_ms < c->node_timeout_ms || c->seeding)
+		return;
+	uint64_t dead = members_removal_candidate(&c->mem, voters, n, c->id, now, c->removal_ms);
+	if (dead == 0)
+		return;
+	log_warning("cluster %s: agent %s has been silent for %llu s: removing it from the "
+	            "cluster so that later failures are judged against the survivors",
+	            c->name, member_address(c, dead),
+	            (unsigned long long)(members_silent_ms(&c->mem, dead, now) / 1000));
+	char addr[CLUSTERFSM_ADDR_MAX];
+	snprintf(addr, sizeof(addr), "%s", member_address(c, dead));
+	cluster_remove_member(c, dead, addr, NULL);
+}

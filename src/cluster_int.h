@@ -1,0 +1,104 @@
+/*
+ * cluster_int.h - the cluster layer's private state, shared by cluster.c
+ * (life cycle, join, leave, liveness), cluster_cmds.c (node management
+ * commands, forwarding, stop-cluster, reset-members) and cluster_status.c.
+ */
+#ifndef EFM_CLUSTER_INT_H
+#define EFM_CLUSTER_INT_H
+
+#include "cluster.h"
+#include "raftio.h"
+#include "rpc.h"
+
+/* How long a graceful leave may take before the agent exits anyway, ms. */
+#define CLUSTER_LEAVE_TIMEOUT_MS 5000
+/* The membership timer's period, ms; heartbeats and retries are paced by tick_ms. */
+#define CLUSTER_POLL_MS 100
+/* Bound of one agent-to-agent call, ms (connect 2 s + answer). */
+#define CLUSTER_CALL_TIMEOUT_MS 4000
+/* Bound of a command forwarded to the leader, which may wait on a commit, ms. */
+#define CLUSTER_FORWARD_TIMEOUT_MS 8000
+
+struct cluster {
+	uv_loop_t *loop;
+	const struct efm_config *cfg;
+	struct cluster_hooks h;
+	char name[128];
+	char dir[4096]; /* STATE_DIR/CLUSTER/raft */
+	char address[CLUSTERFSM_ADDR_MAX];
+	uint64_t id;
+	uint8_t key[32];
+	char password[256]; /* database password, for the Promote Status probes */
+
+	/* Timing, all ms; see cluster_timing() for how they follow the node timeout. */
+	uint64_t node_timeout_ms, election_ms, heartbeat_ms, tick_ms, removal_ms, defer_ms;
+
+	struct raftio rio;
+	bool rio_open; /* raftio_init succeeded: must be closed */
+	bool started;  /* raftio_start done */
+	struct rpc *rpc;
+	struct members mem;
+	uv_timer_t tick;
+	bool tick_open;
+
+	/* Joining. */
+	bool had_state;   /* raft state found at start */
+	bool seeding;     /* bootstrapped: allowed list being seeded */
+	int seed_pending; /* ALLOW_NODE proposals outstanding */
+	int join_pending; /* join calls outstanding */
+	uint64_t join_last_ms;
+	uint64_t hb_last_ms;
+	int round_answers, round_nocluster;
+	char round_lowest[CLUSTERFSM_ADDR_MAX];
+	uint64_t defer_until_ms; /* we told a lower address "no cluster" */
+	bool admitting;          /* leader: one admission at a time */
+	bool updating;           /* our MEMBER_UPDATE in flight */
+	bool removing;           /* leader: a dead member removal in flight */
+
+	/* Majority. */
+	bool majority_known, in_majority;
+	uint64_t leader_since_ms; /* when we became leader, 0 if not */
+	size_t last_voters;
+
+	/* Shutdown. */
+	bool shutting;
+	bool leave;
+	bool left;
+	int leave_pending; /* leave calls in flight */
+	bool no_leave;     /* stop-cluster: keep membership and state */
+	uv_timer_t stop_timer;
+	bool stop_timer_open;
+	int stops_pending; /* stop-cluster: members still to be told */
+	uv_timer_t leave_timer;
+	bool leave_timer_open;
+	void (*done)(void *arg);
+	void *done_arg;
+	int closing_parts;
+};
+
+uint64_t cluster_now(const struct cluster *c);
+/* cluster_leader_address: the leader's address or NULL when none is known. */
+const char *cluster_leader_address(struct cluster *c);
+
+/* cluster_cmds.c */
+/* cluster_cmds_rpc handles "cmd", "stop", "reset" requests; false if type is not one of them. */
+bool cluster_cmds_rpc(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id, const char *type,
+                      const cJSON *msg);
+/* cluster_forward relays msg to the leader and answers conn with its reply. */
+void cluster_forward(struct cluster *c, struct rpc_conn *conn, const cJSON *msg);
+cJSON *cluster_error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* cluster_admit.c */
+cJSON *cluster_ok_reply(void);
+/* cluster_admit handles a join request on the leader (conn NULL: our own join). */
+void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg);
+/* cluster_remove_member commits MEMBER_LEAVE then raft_remove; answers conn if given. */
+void cluster_remove_member(struct cluster *c, uint64_t id, const char *address,
+                           struct rpc_conn *conn);
+/* cluster_leader_duties removes one long-silent voter and warns below three voters. */
+void cluster_leader_duties(struct cluster *c);
+
+/* cluster.c, for the commands */
+void cluster_write_nodes(struct cluster *c);
+
+#endif
