@@ -5,11 +5,12 @@
     applies a command (a new leader committed it);
   - partition (network namespaces): isolate one agent, time until it reports
     that it is in the minority; heal, time until every agent sees all UP;
-  - idle: RSS and CPU of each agent of a 3-node cluster over N seconds.
+  - idle: RSS and CPU of the busiest agent of a 3- and a 9-node cluster.
 Medians of --runs runs, for the node timeouts given (default: 3 s and the
 default 40 s).
 
-Usage: bench/cluster_timing.py [--build DIR] [--runs N] [--timeouts 3,40] [--idle-seconds N]
+Usage: bench/cluster_timing.py [--build DIR] [--runs N] [--timeouts 3,40]
+                               [--idle-seconds N] [--idle-nodes 3,9] [--skip-timing]
 """
 import argparse
 import json
@@ -22,27 +23,6 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
                                 "integration"))
 import harness  # noqa: E402
-
-M, S, W = "127.0.0.2", "127.0.0.3", "127.0.0.4"
-
-
-def start3(c, node_timeout):
-    m = c.master(M)
-    c.standby(m, S)
-    listed = [f"{h}:{c.bind_port}" for h in (M, S, W)]
-    agents = []
-    for h in (M, S, W):
-        extra = {"is_witness": "true"} if h == W else {}
-        a = c.agent(h, node_timeout=node_timeout, efm_loglevel="INFO", **extra)
-        a.nodes = listed
-        a.write_config()
-        agents.append(a)
-    for a in agents:
-        a.start(wait=False)
-    for a in agents:
-        harness.wait_for(lambda: up_count(a) == 3, 60, "cluster formed")
-    return agents
-
 
 def up_count(a):
     r = a.efm("cluster-status-json", a.cluster.name, timeout=20)
@@ -66,7 +46,7 @@ def leader(agents):
 def failover_once(node_timeout):
     c = harness.Cluster()
     try:
-        agents = start3(c, node_timeout)
+        agents = start_n(c, 3, node_timeout)
         lead = leader(agents)
         rest = [a for a in agents if a is not lead]
         t0 = time.monotonic()
@@ -79,10 +59,30 @@ def failover_once(node_timeout):
         c.teardown()
 
 
-def idle_once(seconds):
+def start_n(c, n, node_timeout):
+    """A master, a standby and n-2 witnesses on 127.0.0.2.. (n <= 20)."""
+    hosts = [f"127.0.0.{2 + i}" for i in range(n)]
+    m = c.master(hosts[0])
+    c.standby(m, hosts[1])
+    listed = [f"{h}:{c.bind_port}" for h in hosts]
+    agents = []
+    for i, h in enumerate(hosts):
+        extra = {"is_witness": "true"} if i >= 2 else {}
+        a = c.agent(h, node_timeout=node_timeout, efm_loglevel="INFO", **extra)
+        a.nodes = listed
+        a.write_config()
+        agents.append(a)
+    for a in agents:
+        a.start(wait=False)
+    for a in agents:
+        harness.wait_for(lambda: up_count(a) == n, 120, f"{n}-node cluster formed")
+    return agents
+
+
+def idle_once(seconds, n, node_timeout):
     c = harness.Cluster()
     try:
-        agents = start3(c, 3)
+        agents = start_n(c, n, node_timeout)
         time.sleep(2)
         tick = os.sysconf("SC_CLK_TCK")
 
@@ -155,11 +155,13 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--timeouts", default="3,40")
     p.add_argument("--idle-seconds", type=int, default=20)
+    p.add_argument("--idle-nodes", default="3,9")
+    p.add_argument("--skip-timing", action="store_true", help="only the idle figures")
     args = p.parse_args()
     os.environ["EFM_BUILD_DIR"] = os.path.abspath(args.build)
     harness.EFMD = os.path.join(os.environ["EFM_BUILD_DIR"], "efmd")
     harness.EFM = os.path.join(os.environ["EFM_BUILD_DIR"], "efm")
-    for t in (int(x) for x in args.timeouts.split(",")):
+    for t in (int(x) for x in args.timeouts.split(",")) if not args.skip_timing else ():
         fo = [failover_once(t) for _ in range(args.runs)]
         print(f"node.timeout={t}s: leader killed -> new leader applies a command: "
               f"median {statistics.median(fo):.2f}s ({', '.join(f'{x:.2f}' for x in fo)})")
@@ -167,10 +169,12 @@ def main():
         print(f"node.timeout={t}s: partition -> minority knows: median "
               f"{statistics.median(k for k, _ in parts):.2f}s; heal -> rejoined: median "
               f"{statistics.median(h for _, h in parts):.2f}s")
-    idle = [idle_once(args.idle_seconds) for _ in range(args.runs)]
-    print(f"3-node cluster idle: max agent RSS median {statistics.median(r for r, _ in idle)} kB, "
-          f"max agent CPU median {statistics.median(c for _, c in idle):.2f}% of a core")
-
+    for n in (int(x) for x in args.idle_nodes.split(",")):
+        for t in (int(x) for x in args.timeouts.split(",")):
+            idle = [idle_once(args.idle_seconds, n, t) for _ in range(args.runs)]
+            print(f"{n}-node cluster idle, node.timeout={t}s: max agent RSS median "
+                  f"{statistics.median(r for r, _ in idle) / 1024:.1f} MB, max agent CPU "
+                  f"median {statistics.median(c for _, c in idle):.2f}% of a core")
 
 if __name__ == "__main__":
     main()

@@ -81,9 +81,11 @@ bool cluster_in_majority(const struct cluster *c);
 
 /*
  * cluster_admin_command runs a node management command (add-node,
- * allow-node, remove-node, disallow-node, set-priority, stop-cluster,
- * reset-members): forwarded to the leader, applied through Raft, answered
- * with {"ok":true,"message":...} or an error, within a bounded time.
+ * allow-node, remove-node, disallow-node, set-priority, stop-cluster):
+ * forwarded to the leader, applied through Raft, answered with
+ * {"ok":true,"message":...} or an error, within a bounded time.
+ * reset-members is run by this agent itself (cluster_reset.c): it only
+ * acts without a leader, and answers with the new voting set.
  */
 void cluster_admin_command(struct cluster *c, struct admin_request *req);
 

@@ -1,7 +1,8 @@
 /*
  * cluster.c - the cluster layer's life cycle: start, bootstrap or join,
  * heartbeats and liveness, removal of dead members by the leader, the
- * majority flag, graceful leave and close (cluster.h).
+ * majority flag, graceful leave and close (cluster.h), and the restart of
+ * the Raft server that reset-members forces (cluster_reset.c).
  *
  * Timing (all derived from the node timeout T, node.timeout or
  * jgroups.timeout x jgroups.max.tries):
@@ -447,7 +448,7 @@ static void on_tick(uv_timer_t *t)
 	struct cluster *c = t->data;
 	struct members_report rep;
 	memset(&rep, 0, sizeof(rep));
-	if (c->shutting || c->h.local == NULL || !c->h.local(c->h.arg, &rep))
+	if (c->shutting || c->reopening || c->h.local == NULL || !c->h.local(c->h.arg, &rep))
 		return;
 	if (!c->started) {
 		send_joins(c, &rep);
@@ -471,8 +472,10 @@ static void on_tick(uv_timer_t *t)
 	} else if (!leading && (stale || !c->in_majority || !raftio_configured(&c->rio))) {
 		send_joins(c, &rep);
 	}
-	if (leading)
+	if (leading) {
 		cluster_leader_duties(c);
+		cluster_reset_gone(c);
+	}
 }
 
 /* ---- requests from peers ---- */
@@ -514,7 +517,8 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 		cluster_remove_member(c, peer_id, peer_addr, conn);
 		return;
 	}
-	if (!cluster_cmds_rpc(c, conn, peer_id, t, msg))
+	if (!cluster_cmds_rpc(c, conn, peer_id, t, msg) &&
+	    !cluster_reset_rpc(c, conn, peer_addr, t, msg))
 		log_fine("cluster %s: %s sent an unknown request \"%s\"", c->name, peer_addr, t);
 }
 
@@ -545,6 +549,75 @@ bool cluster_start(struct cluster *c)
 	c->tick_open = true;
 	uv_timer_start(&c->tick, on_tick, 20, CLUSTER_POLL_MS);
 	return true;
+}
+
+/* ---- reset-members: restarting the consensus module ---- */
+
+static void close_all(struct cluster *c);
+
+/* on_reopen_closed starts raft again, forcing the reset voting set (raft_recover). */
+static void on_reopen_closed(void *arg)
+{
+	struct cluster *c = arg;
+	char err[512] = "";
+	c->rio_open = false;
+	if (c->shutting) {
+		c->reopening = false;
+		close_all(c);
+		return;
+	}
+	int rc = raftio_init(&c->rio, c->loop, c->dir, c->key, c->address, (unsigned)c->election_ms,
+	                     (unsigned)c->heartbeat_ms, on_applied, c, err, sizeof(err));
+	c->rio_open = true;
+	if (rc == 0) {
+		c->rpc = rpc_new(c->loop, &c->rio.t, on_request, c);
+		if (c->rpc == NULL) {
+			rc = RAFT_NOMEM;
+			snprintf(err, sizeof(err), "out of memory");
+		}
+	}
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	for (size_t i = 0; rc == 0 && i < c->reset_set.n; i++)
+		if (raft_configuration_add(&conf, c->reset_set.id[i], c->reset_set.address[i],
+		                           RAFT_VOTER) != 0) {
+			rc = RAFT_NOMEM;
+			snprintf(err, sizeof(err), "cannot build the configuration");
+		}
+	if (rc == 0)
+		rc = raftio_start(&c->rio, false, &conf, err, sizeof(err));
+	raft_configuration_close(&conf);
+	c->reopening = false;
+	if (rc != 0) {
+		log_severe("cluster %s: reset-members: the consensus module could not restart: %s",
+		           c->name, err);
+		if (c->h.stop != NULL)
+			c->h.stop(c->h.arg, 1, "consensus module failed after reset-members");
+		return;
+	}
+	c->majority_known = c->in_majority = false;
+	c->leader_since_ms = 0;
+	c->last_voters = 0;
+	c->join_last_ms = c->hb_last_ms = 0;
+	members_init(&c->mem, c->node_timeout_ms);
+	log_info("cluster %s: reset-members: consensus module restarted with a voting set of %zu "
+	         "member(s); the survivors now elect a leader among themselves",
+	         c->name, c->reset_set.n);
+}
+
+void cluster_reopen(struct cluster *c)
+{
+	if (c->reopening || c->shutting || !c->rio_open)
+		return;
+	c->reopening = true;
+	log_info("cluster %s: reset-members: stopping the consensus module to force the new "
+	         "voting set",
+	         c->name);
+	if (c->rpc != NULL) {
+		rpc_close(c->rpc);
+		c->rpc = NULL;
+	}
+	raftio_close(&c->rio, on_reopen_closed, c);
 }
 
 /* ---- leaving and closing ---- */
@@ -599,6 +672,11 @@ static void close_all(struct cluster *c)
 		c->closing_parts++;
 		uv_close((uv_handle_t *)&c->leave_timer, on_timer_closed);
 		c->leave_timer_open = false;
+	}
+	if (c->reset_timer_open) {
+		c->closing_parts++;
+		uv_close((uv_handle_t *)&c->reset_timer, on_timer_closed);
+		c->reset_timer_open = false;
 	}
 	if (c->rpc != NULL) {
 		rpc_close(c->rpc);
@@ -680,6 +758,12 @@ void cluster_shutdown(struct cluster *c, bool leave, void (*done)(void *arg), vo
 	c->done_arg = arg;
 	if (c->tick_open)
 		uv_timer_stop(&c->tick);
+	if (c->reopening) {
+		/* raft is closing for a reset: on_reopen_closed finishes the shutdown. */
+		log_info("cluster %s: stopping during reset-members; the restart is abandoned",
+		         c->name);
+		return;
+	}
 	uint64_t voters[2];
 	size_t n = c->started ? raftio_voters(&c->rio, voters, 2) : 0;
 	bool member = c->started && raftio_voter(&c->rio, c->id);

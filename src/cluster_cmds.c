@@ -289,7 +289,7 @@ bool cluster_cmds_rpc(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id
 void cluster_admin_command(struct cluster *c, struct admin_request *req)
 {
 	if (strcmp(req->command, "reset-members") == 0) {
-		admin_reply_error(req, "reset-members: %s", "not implemented yet");
+		cluster_reset_command(c, req);
 		return;
 	}
 	cJSON *msg = rpc_msg("cmd");

@@ -1,7 +1,8 @@
 /*
  * cluster_int.h - the cluster layer's private state, shared by cluster.c
- * (life cycle, join, leave, liveness), cluster_cmds.c (node management
- * commands, forwarding, stop-cluster, reset-members) and cluster_status.c.
+ * (life cycle, join, leave, liveness), cluster_admit.c, cluster_cmds.c (node
+ * management commands, forwarding, stop-cluster), cluster_reset.c
+ * (reset-members) and cluster_status.c.
  */
 #ifndef EFM_CLUSTER_INT_H
 #define EFM_CLUSTER_INT_H
@@ -18,6 +19,16 @@
 #define CLUSTER_CALL_TIMEOUT_MS 4000
 /* Bound of a command forwarded to the leader, which may wait on a commit, ms. */
 #define CLUSTER_FORWARD_TIMEOUT_MS 8000
+/* reset-members: bound of one probe or apply call, and the delay before a restart, ms. */
+#define CLUSTER_RESET_CALL_MS  3000
+#define CLUSTER_RESET_DELAY_MS 300
+
+/* The voting set reset-members forces on the survivors (raft_recover). */
+struct cluster_reset_set {
+	size_t n;
+	uint64_t id[CLUSTERFSM_MAX_NODES];
+	char address[CLUSTERFSM_MAX_NODES][CLUSTERFSM_ADDR_MAX];
+};
 
 struct cluster {
 	uv_loop_t *loop;
@@ -60,6 +71,14 @@ struct cluster {
 	uint64_t leader_since_ms; /* when we became leader, 0 if not */
 	size_t last_voters;
 
+	/* reset-members (cluster_reset.c). */
+	bool resetting;   /* this agent coordinates a reset */
+	bool reset_armed; /* told to restart with reset_set; reset_timer runs */
+	bool reopening;   /* raft closed, restarting with reset_set */
+	struct cluster_reset_set reset_set;
+	uv_timer_t reset_timer;
+	bool reset_timer_open;
+
 	/* Shutdown. */
 	bool shutting;
 	bool leave;
@@ -81,7 +100,7 @@ uint64_t cluster_now(const struct cluster *c);
 const char *cluster_leader_address(struct cluster *c);
 
 /* cluster_cmds.c */
-/* cluster_cmds_rpc handles "cmd", "stop", "reset" requests; false if type is not one of them. */
+/* cluster_cmds_rpc handles "cmd" and "stop" requests; false if type is not one of them. */
 bool cluster_cmds_rpc(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id, const char *type,
                       const cJSON *msg);
 /* cluster_forward relays msg to the leader and answers conn with its reply. */
@@ -100,5 +119,20 @@ void cluster_leader_duties(struct cluster *c);
 
 /* cluster.c, for the commands */
 void cluster_write_nodes(struct cluster *c);
+/*
+ * cluster_reopen closes the Raft server (and the RPC layer), then starts it
+ * again with raft_recover forcing c->reset_set as the voting set.
+ */
+void cluster_reopen(struct cluster *c);
+
+/* cluster_reset.c */
+/* cluster_reset_command runs reset-members for the admin client (this agent coordinates). */
+void cluster_reset_command(struct cluster *c, struct admin_request *req);
+/* cluster_reset_rpc handles "reset-probe" and "reset-apply"; false for other types. */
+bool cluster_reset_rpc(struct cluster *c, struct rpc_conn *conn, const char *peer_addr,
+                       const char *type, const cJSON *msg);
+/* cluster_reset_gone: leader, after a reset: commit MEMBER_LEAVE for one member outside the voting
+ * set. */
+void cluster_reset_gone(struct cluster *c);
 
 #endif

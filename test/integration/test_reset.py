@@ -1,0 +1,143 @@
+"""reset-members after a lost quorum, its refusal on a healthy cluster, and a
+node joining after many entries (through a Raft snapshot)."""
+import signal
+import time
+
+from harness import wait_for
+from test_cluster import FULL, M, NODE_TIMEOUT, S, W, X, addr, members, nodes_file, \
+    started_three, three, view
+
+Y = "127.0.0.6"
+
+
+def minority(agent):
+    st = members(agent)
+    return any("minority" in m for m in st["messages"])
+
+
+def no_asan(agents):
+    for a in agents:
+        log = a.read_log()
+        assert "AddressSanitizer" not in log and "runtime error:" not in log, log[-3000:]
+
+
+def test_reset_members_after_two_of_three_crash(cluster):
+    ag = started_three(cluster)
+    # Kill two at once, well before the node timeout removes them.
+    ag[M].stop(signal.SIGKILL)
+    ag[S].stop(signal.SIGKILL)
+    w = ag[W]
+    wait_for(lambda: minority(w), 10, "the survivor to know it is in the minority")
+    r = w.efm("add-node", cluster.name, X)
+    assert r.returncode != 0 and "leader" in r.stderr, (r.returncode, r.stderr)
+    # Still lost after well over the node timeout: nobody may remove anybody.
+    time.sleep(NODE_TIMEOUT)
+    assert minority(w)
+    r = w.efm("reset-members", cluster.name, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert addr(cluster, W) in r.stdout and "voting set" in r.stdout, r.stdout
+    wait_for(lambda: view(w) == {W: FULL[W]}, 20, "the survivor alone in the status")
+    wait_for(lambda: not minority(w), 10, "the survivor leads")
+    wait_for(lambda: nodes_file(w) == {addr(cluster, W)}, 10, ".nodes without the dead")
+    r = w.efm("add-node", cluster.name, X)
+    assert r.returncode == 0, r.stderr
+    assert X in members(w)["allowednodes"]
+    log = w.read_log()
+    for step in ("reset-members requested", "probe of", "the new voting set is",
+                 "consensus module restarted", "left out by reset-members"):
+        assert step in log, step
+    # A member left out that comes back later rejoins the rebuilt cluster.
+    ag[M].start()
+    both = {M: FULL[M], W: FULL[W]}
+    for a in (w, ag[M]):
+        wait_for(lambda: view(a) == both, 30, f"{a.host} to see the master back")
+    wait_for(lambda: nodes_file(w) == {addr(cluster, M), addr(cluster, W)}, 10, ".nodes")
+    no_asan([w, ag[M]])
+
+
+def test_reset_members_refused_on_healthy_cluster(cluster):
+    ag = started_three(cluster)
+    before = {h: (view(a), nodes_file(a), members(a)["allowednodes"]) for h, a in ag.items()}
+    r = ag[S].efm("reset-members", cluster.name, "--yes")
+    assert r.returncode != 0
+    assert "refused" in r.stderr and "quorum is not lost" in r.stderr, r.stderr
+    time.sleep(1)
+    after = {h: (view(a), nodes_file(a), members(a)["allowednodes"]) for h, a in ag.items()}
+    assert after == before
+    assert "reset-members refused" in ag[S].read_log()
+    assert not any("consensus module restarted" in a.read_log() for a in ag.values())
+    # Without --yes and without a terminal the client refuses to ask.
+    r = ag[S].efm("reset-members", cluster.name)
+    assert r.returncode != 0 and "--yes" in r.stderr, r.stderr
+    no_asan(ag.values())
+
+
+def test_reset_members_two_survivors_of_four(cluster):
+    ag = three(cluster)
+    m = cluster.servers[0]
+    cluster.standby(m, X)
+    x = cluster.agent(X, node_timeout=NODE_TIMEOUT)
+    x.nodes = [addr(cluster, h) for h in (M, S, W, X)]
+    x.write_config()
+    for a in ag.values():
+        a.nodes = x.nodes
+        a.write_config()
+        a.start(wait=False)
+    x.start(wait=False)
+    allx = list(ag.values()) + [x]
+    full4 = dict(FULL, **{X: ("Standby", "UP", "UP")})
+    for a in allx:
+        wait_for(lambda: view(a) == full4, 40, f"{a.host} to see four")
+    ag[M].stop(signal.SIGKILL)
+    ag[S].stop(signal.SIGKILL)
+    survivors = [ag[W], x]
+    for a in survivors:
+        wait_for(lambda: minority(a), 10, f"{a.host} in the minority")
+    r = x.efm("reset-members", cluster.name, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert addr(cluster, W) in r.stdout and addr(cluster, X) in r.stdout, r.stdout
+    expect = {W: FULL[W], X: ("Standby", "UP", "UP")}
+    for a in survivors:
+        wait_for(lambda: view(a) == expect, 20, f"{a.host} to see the two survivors")
+        wait_for(lambda: nodes_file(a) == {addr(cluster, W), addr(cluster, X)}, 10, ".nodes")
+    assert "forces the voting set" in ag[W].read_log()
+    r = ag[W].efm("add-node", cluster.name, Y)
+    assert r.returncode == 0, r.stderr
+    no_asan(survivors)
+
+
+def test_node_joins_after_many_entries_through_a_snapshot(cluster):
+    """raftio.c snapshots every 64 entries and keeps 32: after 200 commands a
+    new member cannot be sent the log from the start and gets a snapshot.
+    (The threshold is low on purpose, so no test knob is needed.)"""
+    ag = started_three(cluster)
+    # The allowed list holds at most 64 hosts: add 50, move priorities around,
+    # remove half of them again (205 commands).
+    dummies = [f"10.9.0.{i + 1}" for i in range(50)]
+    for d in dummies:
+        r = ag[S].efm("add-node", cluster.name, d)
+        assert r.returncode == 0, r.stderr
+    for i in range(130):
+        r = ag[M].efm("set-priority", cluster.name, dummies[i % 50], str(i % 7 + 1))
+        assert r.returncode == 0, r.stderr
+    for d in dummies[::2]:
+        r = ag[W].efm("remove-node", cluster.name, d)
+        assert r.returncode == 0, r.stderr
+    r = ag[W].efm("add-node", cluster.name, X, "2")
+    assert r.returncode == 0, r.stderr
+    ref = members(ag[M])
+    assert len(ref["allowednodes"]) == 3 + 25 + 1
+    assert len(ref["failoverpriority"]) > 2
+    m = cluster.servers[0]
+    cluster.standby(m, X)
+    x = cluster.agent(X, node_timeout=NODE_TIMEOUT)
+    x.nodes = [addr(cluster, M)]
+    x.write_config()
+    x.start()
+    expect = dict(FULL, **{X: ("Standby", "UP", "UP")})
+    wait_for(lambda: view(x) == expect, 30, "the new node to see every member")
+    st = members(x)
+    assert sorted(st["allowednodes"]) == sorted(ref["allowednodes"])
+    assert st["failoverpriority"] == ref["failoverpriority"]
+    assert "state restored from a snapshot" in x.read_log()
+    no_asan(list(ag.values()) + [x])
