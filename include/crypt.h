@@ -9,7 +9,9 @@
 #ifndef EFM_CRYPT_H
 #define EFM_CRYPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Room for the hex text of a password of up to 255 bytes. */
 #define CRYPT_HEX_MAX 1024
@@ -29,5 +31,16 @@ int crypt_encrypt(const char *cluster, const char *password, char *out, size_t o
  */
 int crypt_decrypt(const char *cluster, const char *hex, char *out, size_t outlen)
     __attribute__((warn_unused_result));
+
+/*
+ * crypt_hkdf_sha256 derives outlen bytes with HKDF-SHA256 (an empty ikm is
+ * replaced by one zero byte, which OpenSSL requires).  Shared with the peer
+ * key derivation.
+ */
+bool crypt_hkdf_sha256(const void *ikm, size_t ikmlen, const char *salt, const void *info,
+                       size_t infolen, uint8_t *out, size_t outlen);
+
+/* crypt_hex_digit returns the value of one hex digit, or -1. */
+int crypt_hex_digit(int c);
 
 #endif

@@ -33,6 +33,24 @@ static enum up_state local_db_state(const struct agent *a)
 	return st->last_ok ? STATE_UP : STATE_DOWN;
 }
 
+/* add_local_messages adds this agent's recent notifications and warnings to the status. */
+static void add_local_messages(const struct agent *a, struct status_model *m)
+{
+	if (a->notify != NULL) {
+		const char *recent[32];
+		size_t n_recent =
+		    notify_recent(a->notify, recent, sizeof(recent) / sizeof(recent[0]));
+		for (size_t i = 0; i < n_recent; i++)
+			status_add_message(m, recent[i]);
+	}
+	if (!a->ready)
+		status_add_message(m, "The agent is starting: the local database has not been "
+		                      "checked yet.");
+	if (a->type == NODE_IDLE && a->mon != NULL && dbmon_status(a->mon)->failed)
+		status_add_message(m, "The local database was declared failed; after repairing it "
+		                      "run 'efm resume'.");
+}
+
 /* build_model describes this node; the xlog columns come from the probe. */
 static void build_model(const struct agent *a, struct status_model *m,
                         const struct db_probe_result *probe)
@@ -76,19 +94,7 @@ static void build_model(const struct agent *a, struct status_model *m,
 	}
 	if (a->type == NODE_STANDBY)
 		status_add_priority(m, agent_local_address(a));
-	if (a->notify != NULL) {
-		const char *recent[32];
-		size_t n_recent =
-		    notify_recent(a->notify, recent, sizeof(recent) / sizeof(recent[0]));
-		for (size_t i = 0; i < n_recent; i++)
-			status_add_message(m, recent[i]);
-	}
-	if (!a->ready)
-		status_add_message(m, "The agent is starting: the local database has not been "
-		                      "checked yet.");
-	if (a->type == NODE_IDLE && a->mon != NULL && dbmon_status(a->mon)->failed)
-		status_add_message(m, "The local database was declared failed; after repairing it "
-		                      "run 'efm resume'.");
+	add_local_messages(a, m);
 }
 
 /* agent_status_local_node fills this node's row of the cluster-wide status and its messages. */
@@ -101,19 +107,7 @@ void agent_status_local_node(void *arg, struct status_model *m, struct status_no
 	if (a->mon != NULL && dbmon_status(a->mon)->failed)
 		snprintf(n->info, sizeof(n->info), "DB failed: %s",
 		         dbmon_status(a->mon)->error[0] ? dbmon_status(a->mon)->error : "no answer");
-	if (a->notify != NULL) {
-		const char *recent[32];
-		size_t n_recent =
-		    notify_recent(a->notify, recent, sizeof(recent) / sizeof(recent[0]));
-		for (size_t i = 0; i < n_recent; i++)
-			status_add_message(m, recent[i]);
-	}
-	if (!a->ready)
-		status_add_message(m, "The agent is starting: the local database has not been "
-		                      "checked yet.");
-	if (a->type == NODE_IDLE && a->mon != NULL && dbmon_status(a->mon)->failed)
-		status_add_message(m, "The local database was declared failed; after repairing it "
-		                      "run 'efm resume'.");
+	add_local_messages(a, m);
 }
 
 static cJSON *node_json(const struct agent *a, const struct status_node *n)

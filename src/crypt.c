@@ -31,8 +31,8 @@
 static const char project_secret[] = "efm password obfuscation key, version 1";
 static const char project_salt[] = "efm-crypt-v1";
 
-/* derive_key fills key with HKDF-SHA256(secret, salt, info = cluster). */
-static bool derive_key(const char *cluster, unsigned char key[KEY_LEN])
+bool crypt_hkdf_sha256(const void *ikm, size_t ikmlen, const char *salt, const void *info,
+                       size_t infolen, uint8_t *out, size_t outlen)
 {
 	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
 	if (kdf == NULL)
@@ -41,24 +41,32 @@ static bool derive_key(const char *cluster, unsigned char key[KEY_LEN])
 	EVP_KDF_free(kdf);
 	if (ctx == NULL)
 		return false;
-
+	/* OpenSSL refuses an empty key; a one-byte zero stands in for it. */
+	static const uint8_t zero = 0;
+	if (ikmlen == 0) {
+		ikm = &zero;
+		ikmlen = 1;
+	}
 	OSSL_PARAM params[] = {
 	    OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
-	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)project_secret,
-	                                      sizeof(project_secret) - 1),
-	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)project_salt,
-	                                      sizeof(project_salt) - 1),
-	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)cluster,
-	                                      strlen(cluster)),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikmlen),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, strlen(salt)),
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, infolen),
 	    OSSL_PARAM_construct_end(),
 	};
-	bool ok = EVP_KDF_derive(ctx, key, KEY_LEN, params) == 1;
+	bool ok = EVP_KDF_derive(ctx, out, outlen, params) == 1;
 	EVP_KDF_CTX_free(ctx);
 	return ok;
 }
 
-/* hex_value returns the value of one hex digit, or -1. */
-static int hex_value(char c)
+/* derive_key fills key with HKDF-SHA256(secret, salt, info = cluster). */
+static bool derive_key(const char *cluster, unsigned char key[KEY_LEN])
+{
+	return crypt_hkdf_sha256(project_secret, sizeof(project_secret) - 1, project_salt, cluster,
+	                         strlen(cluster), key, KEY_LEN);
+}
+
+int crypt_hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -144,8 +152,8 @@ int crypt_decrypt(const char *cluster, const char *hex, char *out, size_t outlen
 	size_t rawlen = hlen / 2;
 	unsigned char raw[NONCE_LEN + PASSWORD_MAX + TAG_LEN];
 	for (size_t i = 0; i < rawlen; i++) {
-		int hi = hex_value(hex[2 * i]);
-		int lo = hex_value(hex[2 * i + 1]);
+		int hi = crypt_hex_digit(hex[2 * i]);
+		int lo = crypt_hex_digit(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		raw[i] = (unsigned char)(hi << 4 | lo);

@@ -7,6 +7,8 @@
  */
 #include "peerauth.h"
 
+#include "crypt.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -398,45 +400,12 @@ const char *peerauth_channel_name(uint8_t channel)
 static bool hkdf(const void *ikm, size_t ikmlen, const char *salt, const void *info, size_t infolen,
                  uint8_t key[PEERAUTH_KEY_LEN])
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	if (kdf == NULL)
-		return false;
-	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-	EVP_KDF_free(kdf);
-	if (ctx == NULL)
-		return false;
-	/* OpenSSL refuses an empty key; a one-byte zero stands in for an empty password. */
-	static const uint8_t zero = 0;
-	if (ikmlen == 0) {
-		ikm = &zero;
-		ikmlen = 1;
-	}
-	OSSL_PARAM params[] = {
-	    OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
-	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikmlen),
-	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, strlen(salt)),
-	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, infolen),
-	    OSSL_PARAM_construct_end(),
-	};
-	bool ok = EVP_KDF_derive(ctx, key, PEERAUTH_KEY_LEN, params) == 1;
-	EVP_KDF_CTX_free(ctx);
-	return ok;
+	return crypt_hkdf_sha256(ikm, ikmlen, salt, info, infolen, key, PEERAUTH_KEY_LEN);
 }
 
 bool peerauth_derive_key(const char *cluster, const char *password, uint8_t key[PEERAUTH_KEY_LEN])
 {
 	return hkdf(password, strlen(password), "efm-peer-key-v1", cluster, strlen(cluster), key);
-}
-
-/* hex_digit returns the value of one hex digit, or -1. */
-static int hex_digit(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 /* key_from_contents turns the trimmed file contents into the key. */
@@ -446,7 +415,7 @@ static int key_from_contents(const char *path, const uint8_t *s, size_t n,
 	if (n == 2 * PEERAUTH_KEY_LEN) {
 		bool hex = true;
 		for (size_t i = 0; i < PEERAUTH_KEY_LEN && hex; i++) {
-			int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+			int hi = crypt_hex_digit(s[2 * i]), lo = crypt_hex_digit(s[2 * i + 1]);
 			hex = hi >= 0 && lo >= 0;
 			key[i] = (uint8_t)(hi << 4 | lo);
 		}
