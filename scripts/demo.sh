@@ -2,8 +2,9 @@
 # demo.sh - a throwaway local cluster: a PostgreSQL master and a streaming
 # standby on 127.0.0.2 and 127.0.0.3, an efm agent watching each plus a
 # witness agent on 127.0.0.4; the three agents form one cluster and the
-# cluster-wide status is printed from every node, then a clean teardown.  Run as root (PostgreSQL runs as
-# the postgres user).  Usage: scripts/demo.sh BUILD_DIR
+# cluster-wide status is printed from every node, then a clean teardown.
+# Run as root (PostgreSQL runs as the postgres user).
+# Usage: scripts/demo.sh BUILD_DIR
 set -eu
 build=$(cd "${1:-build}" && pwd)
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
