@@ -219,7 +219,7 @@ static void cmd_not_yet(struct admin_request *req)
 	struct agent *a = req->agent;
 	log_info("agent %s: admin command %s from uid %ld: not yet supported",
 	         agent_local_address(a), req->command, (long)req->uid);
-	admin_reply_error(req, "%s is not yet supported by this agent: it needs the cluster layer",
+	admin_reply_error(req, "%s is not yet supported by this agent: it comes with failover",
 	                  req->command);
 }
 
