@@ -194,8 +194,10 @@ static const struct config_option table[] = {
                 "declare it down.  Unless node.timeout is set it is jgroups.timeout x "
                 "jgroups.max.tries (5000 ms x 8 = 40 s by default).  A master that cannot reach "
                 "a majority for that long fences itself, and the others wait a margin longer "
-                "before promoting, so the two can never both be master.  Raft election timeouts "
-                "are derived from it too."},
+                "before promoting, so the two can never both be master.  From it: the Raft "
+                "election timeout is a quarter of it (0.5 to 5 s), agents send heartbeats every "
+                "sixth of it (0.1 to 1 s), a silent member is shown DOWN after it and removed "
+                "from the voting set after twice it."},
     {.name = "jgroups.timeout",
      .type = CONFIG_T_INT,
      .offset = F(jgroups_timeout_ms),
