@@ -17,4 +17,7 @@ def cluster():
     try:
         yield c
     finally:
-        c.teardown()
+        reports = c.teardown()
+    # A sanitizer fault in an agent fails the test even if its checks passed.
+    if reports:
+        pytest.fail("sanitizer reports in agent logs:\n" + "\n".join(reports[:20]))

@@ -300,12 +300,26 @@ class Cluster:
         self.agents.append(a)
         return a
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def sanitizer_reports(self):
+        """Lines of the agents' logs where ASan, LSan or UBSan reported a fault."""
+        found = []
+        for a in self.agents:
+            if os.path.exists(a.logfile):
+                for line in a.read_log().splitlines():
+                    if any(m in line for m in self.SANITIZER_MARKS):
+                        found.append(f"agent {a.name}: {line.strip()}")
+        return found
+
     def teardown(self):
+        """Stop everything; returns the sanitizer reports found in the agents' logs."""
         for a in self.agents:
             try:
                 a.stop(signal.SIGKILL, timeout=10)
             except Exception:
                 pass
+        reports = self.sanitizer_reports()
         for s in self.servers:
             try:
                 s.stop(mode="immediate")
@@ -313,3 +327,4 @@ class Cluster:
                 pass
         if os.environ.get("EFM_KEEP_TEST_DIRS") is None:
             shutil.rmtree(self.base, ignore_errors=True)
+        return reports

@@ -608,4 +608,6 @@ def ns_cluster(net):
     try:
         yield c
     finally:
-        c.teardown()
+        reports = c.teardown()
+    if reports:
+        pytest.fail("sanitizer reports in agent logs:\n" + "\n".join(reports[:20]))
