@@ -73,6 +73,9 @@ int agent_run(const char *cluster, const struct agent_paths *paths);
 /* agent_stop begins a clean stop with the given exit code (idempotent). */
 void agent_stop(struct agent *a, int exit_code, const char *why);
 
+/* agent_set_type moves the agent's role (Master/Standby/Witness/Idle), logging old -> new and why. */
+void agent_set_type(struct agent *a, enum node_type type, const char *why);
+
 /* agent_local_address: the address other nodes and the status know us by. */
 const char *agent_local_address(const struct agent *a);
 

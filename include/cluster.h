@@ -80,6 +80,13 @@ void cluster_shutdown(struct cluster *c, bool leave, void (*done)(void *arg), vo
 bool cluster_in_majority(const struct cluster *c);
 
 /*
+ * cluster_other_master: the replicated state lists a Master member other
+ * than this agent; its address is copied to addr.  Used to refuse resuming
+ * a second master.
+ */
+bool cluster_other_master(const struct cluster *c, char *addr, size_t len);
+
+/*
  * cluster_admin_command runs a node management command (add-node,
  * allow-node, remove-node, disallow-node, set-priority, stop-cluster):
  * forwarded to the leader, applied through Raft, answered with

@@ -64,7 +64,7 @@ static void state_text(void *arg, char *buf, size_t len)
 }
 
 /* set_type moves the agent's role and logs old -> new. */
-static void set_type(struct agent *a, enum node_type type, const char *why)
+void agent_set_type(struct agent *a, enum node_type type, const char *why)
 {
 	if (a->ready && a->type == type)
 		return;
@@ -163,9 +163,9 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 
 	switch (ev) {
 	case DBMON_STARTED:
-		set_type(a, st->last.role == DB_ROLE_MASTER ? NODE_MASTER : NODE_STANDBY,
-		         st->last.role == DB_ROLE_MASTER ? "pg_is_in_recovery() is false"
-		                                         : "pg_is_in_recovery() is true");
+		agent_set_type(a, st->last.role == DB_ROLE_MASTER ? NODE_MASTER : NODE_STANDBY,
+		               st->last.role == DB_ROLE_MASTER ? "pg_is_in_recovery() is false"
+		                                               : "pg_is_in_recovery() is true");
 		become_ready(a);
 		break;
 	case DBMON_START_FAILED:
@@ -201,9 +201,9 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		struct notify_args args = {.role = status_node_type_name(a->type),
 		                           .error = st->error};
 		emit(a, NOTIFY_DB_FAILURE, &args);
-		set_type(a, NODE_IDLE,
-		         "local database declared failed; monitoring stopped until "
-		         "'efm resume'");
+		agent_set_type(a, NODE_IDLE,
+		               "local database declared failed; monitoring stopped until "
+		               "'efm resume'");
 		run_db_failure_script(a);
 		break;
 	case DBMON_ROLE_CHANGED:
@@ -211,9 +211,9 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		            a->cfg->db_host, a->cfg->db_port,
 		            st->last.role == DB_ROLE_MASTER ? "master" : "standby");
 		if (a->type != NODE_IDLE)
-			set_type(a, NODE_IDLE,
-			         "the database changed role outside efm; 'efm resume' after "
-			         "checking it");
+			agent_set_type(a, NODE_IDLE,
+			               "the database changed role outside efm; 'efm resume' after "
+			               "checking it");
 		break;
 	}
 }
@@ -522,7 +522,7 @@ static bool start_services(struct agent *a)
 		return false;
 
 	if (a->cfg->is_witness) {
-		set_type(a, NODE_WITNESS, "is.witness=true: no local database");
+		agent_set_type(a, NODE_WITNESS, "is.witness=true: no local database");
 		become_ready(a);
 		return true;
 	}

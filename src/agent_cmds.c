@@ -106,7 +106,8 @@ void agent_status_local_node(void *arg, struct status_model *m, struct status_no
 	n->db = local_db_state(a);
 	if (a->mon != NULL && dbmon_status(a->mon)->failed)
 		snprintf(n->info, sizeof(n->info), "DB failed: %s",
-		         dbmon_status(a->mon)->error[0] ? dbmon_status(a->mon)->error : "no answer");
+		         dbmon_status(a->mon)->error[0] ? dbmon_status(a->mon)->error
+		                                        : "no answer");
 	add_local_messages(a, m);
 }
 
@@ -214,6 +215,90 @@ static void cmd_node_status(struct admin_request *req)
 	start_status(req, true);
 }
 
+/* A resume request waiting on the direct check of the local database. */
+struct resume_query {
+	struct admin_request *req;
+	struct agent *agent;
+};
+
+/* on_resume_probe resumes monitoring once the database answered, in the role it reports. */
+static void on_resume_probe(void *arg, const struct db_probe_result *r)
+{
+	struct resume_query *q = arg;
+	struct agent *a = q->agent;
+	struct admin_request *req = q->req;
+	free(q);
+	if (a->stopping || a->mon == NULL) {
+		admin_reply_error(req, "the agent is stopping");
+		return;
+	}
+	if (!r->ok) {
+		log_warning("agent %s: resume refused: the local database does not answer: %s",
+		            agent_local_address(a), r->error);
+		admin_reply_error(req,
+		                  "the local database at %s:%d does not answer (%s); start it "
+		                  "first, then run resume again",
+		                  a->cfg->db_host, a->cfg->db_port, r->error);
+		return;
+	}
+	bool master = r->sample.role == DB_ROLE_MASTER;
+	char other[CLUSTERFSM_ADDR_MAX];
+	if (master && a->cl != NULL && cluster_other_master(a->cl, other, sizeof(other))) {
+		log_warning("agent %s: resume refused: the local database is not in recovery but "
+		            "%s is the cluster's master",
+		            agent_local_address(a), other);
+		admin_reply_error(
+		    req,
+		    "the local database is not in recovery, but %s is already the "
+		    "cluster's master; restart this database as a standby of it first",
+		    other);
+		return;
+	}
+	dbmon_resume(a->mon);
+	agent_set_type(a, master ? NODE_MASTER : NODE_STANDBY,
+	               master ? "efm resume: pg_is_in_recovery() is false"
+	                      : "efm resume: pg_is_in_recovery() is true");
+	cJSON *reply = cJSON_CreateObject();
+	cJSON_AddBoolToObject(reply, "ok", true);
+	char msg[256];
+	snprintf(msg, sizeof(msg), "monitoring of the local database resumed; this node is a %s",
+	         master ? "Master" : "Standby");
+	cJSON_AddStringToObject(reply, "message", msg);
+	admin_reply(req, reply);
+}
+
+/* cmd_resume restarts the watch of a database declared failed, after checking it answers. */
+static void cmd_resume(struct admin_request *req)
+{
+	struct agent *a = req->agent;
+	if (a->cfg->is_witness || a->mon == NULL) {
+		admin_reply_error(req, "nothing to resume: a witness has no database");
+		return;
+	}
+	if (a->type != NODE_IDLE) {
+		admin_reply_error(req,
+		                  "nothing to resume: the agent is a %s and is watching its "
+		                  "database",
+		                  status_node_type_name(a->type));
+		return;
+	}
+	struct resume_query *q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		admin_reply_error(req, "out of memory");
+		return;
+	}
+	q->req = req;
+	q->agent = a;
+	log_info("agent %s: efm resume from uid %ld: checking the local database",
+	         agent_local_address(a), (long)req->uid);
+	int rc = db_probe(a->loop, a->cfg, a->password, a->cfg->db_host, a->cfg->db_port,
+	                  (uint64_t)a->cfg->remote_timeout_s * 1000, on_resume_probe, q);
+	if (rc < 0) {
+		free(q);
+		admin_reply_error(req, "could not check the local database: %s", uv_strerror(rc));
+	}
+}
+
 static void cmd_not_yet(struct admin_request *req)
 {
 	struct agent *a = req->agent;
@@ -233,7 +318,7 @@ const struct admin_command agent_admin_commands[] = {
     {"disallow-node", true, cmd_cluster},
     {"set-priority", true, cmd_cluster},
     {"promote", true, cmd_not_yet},
-    {"resume", true, cmd_not_yet},
+    {"resume", true, cmd_resume},
     {"stop-cluster", true, cmd_cluster},
     {"reset-members", true, cmd_cluster},
 };

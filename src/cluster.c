@@ -443,6 +443,19 @@ bool cluster_in_majority(const struct cluster *c)
 	return c->in_majority;
 }
 
+bool cluster_other_master(const struct cluster *c, char *addr, size_t len)
+{
+	const struct cluster_state *st = &c->rio.st;
+	for (size_t i = 0; i < st->n_members; i++) {
+		const struct clusterfsm_member *m = &st->members[i];
+		if (m->id != c->id && m->role == CLUSTERFSM_MASTER) {
+			snprintf(addr, len, "%s", m->address);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct cluster *c = t->data;

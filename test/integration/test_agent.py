@@ -216,3 +216,25 @@ def test_jdbc_ssl_requires_ssl(cluster):
     enc, total = wait_for(lambda: (lambda r: r if r[1] >= 1 else None)(pg.sql(q)[0]), 10,
                           "the agent's connection")
     assert enc == total, f"{total - enc} of the agent's connections are not encrypted"
+
+
+def test_resume_after_the_database_is_back(cluster):
+    pg = cluster.master(M)
+    a = cluster.agent(M).start()
+    r = a.efm("resume", cluster.name)
+    assert r.returncode != 0 and "nothing to resume" in r.stderr, r.stderr
+    pg.stop()
+    wait_for(lambda: a.node_status().get("failed"), 15, "database failure")
+    r = a.efm("resume", cluster.name)
+    assert r.returncode != 0 and "does not answer" in r.stderr, r.stderr
+    assert a.node_status()["type"] == "Idle"
+    pg.start()
+    r = a.efm("resume", cluster.name)
+    assert r.returncode == 0, r.stderr
+    assert "Master" in r.stdout
+    n = a.node_status()
+    assert n["type"] == "Master" and not n["failed"] and n["healthy"]
+    # and the watch works again: a second failure is declared too
+    pg.stop()
+    wait_for(lambda: a.node_status().get("failed"), 15, "second database failure")
+    assert a.read_log().count("database failure") >= 2
