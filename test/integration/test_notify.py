@@ -130,3 +130,29 @@ def test_removed_lock_file_notified(cluster):
     wait_for(lambda: any("Lock file" in m for m in a.status()[0]["messages"]), 15,
              "lock removal notification")
     assert "lock.removed" in a.read_log() or "Lock file" in a.read_log()
+
+
+def test_silent_smtp_server_does_not_stall_the_agent(cluster):
+    # A server that accepts connections and never says a word: the worst case
+    # for a mail transport, which must not hold up monitoring or the admin socket.
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        pg = cluster.master(M)
+        a = cluster.agent(M, notification_smtp_url=f"smtp://127.0.0.1:{port}").start()
+        pg.stop()
+        t0 = time.monotonic()
+        wait_for(lambda: a.node_status().get("failed"), 20, "database failure")
+        assert time.monotonic() - t0 < 1 + 4 + 2 + 3
+        for _ in range(10):
+            t1 = time.monotonic()
+            assert a.node_status()["type"] == "Idle"
+            assert time.monotonic() - t1 < 2, "the admin socket stalled behind the mail"
+        t2 = time.monotonic()
+        assert a.stop() == 0
+        assert time.monotonic() - t2 < 15, "stopping waited on the silent mail server"
+    finally:
+        silent.close()
