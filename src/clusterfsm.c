@@ -457,6 +457,18 @@ static enum clusterfsm_code do_set_priority(struct cluster_state *s, const struc
 	return verdict(r, CLUSTERFSM_OK, "%s", "");
 }
 
+/*
+ * other_master returns the member other than id recorded as Master, or NULL:
+ * the state never records two masters, whatever the agents report.
+ */
+static const struct clusterfsm_member *other_master(const struct cluster_state *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->n_members; i++)
+		if (s->members[i].id != id && s->members[i].role == CLUSTERFSM_MASTER)
+			return &s->members[i];
+	return NULL;
+}
+
 /* do_member_join admits a running agent whose host is allowed. */
 static enum clusterfsm_code do_member_join(struct cluster_state *s, const struct clusterfsm_cmd *c,
                                            struct clusterfsm_result *r)
@@ -489,6 +501,10 @@ static enum clusterfsm_code do_member_join(struct cluster_state *s, const struct
 	if (s->n_members >= CLUSTERFSM_MAX_NODES)
 		return verdict(r, CLUSTERFSM_REJECTED, "%s: the cluster is full (%d members)",
 		               c->address, CLUSTERFSM_MAX_NODES);
+	if (c->role == CLUSTERFSM_MASTER && (old = other_master(s, c->id)) != NULL)
+		return verdict(r, CLUSTERFSM_REJECTED,
+		               "%s reports a master database but %s is already the master",
+		               c->address, old->address);
 	m = &s->members[s->n_members++];
 	memset(m, 0, sizeof(*m));
 	m->id = c->id;
@@ -531,6 +547,11 @@ static enum clusterfsm_code do_member_update(struct cluster_state *s,
 		return verdict(r, CLUSTERFSM_REJECTED, "no member has id %" PRIu64, c->id);
 	if (m->role == c->role && m->agent == c->agent && m->db == c->db)
 		return verdict(r, CLUSTERFSM_ALREADY, "member %" PRIu64 " is already so", c->id);
+	const struct clusterfsm_member *master = other_master(s, c->id);
+	if (c->role == CLUSTERFSM_MASTER && master != NULL)
+		return verdict(r, CLUSTERFSM_REJECTED,
+		               "%s reports a master database but %s is already the master",
+		               m->address, master->address);
 	m->role = c->role;
 	m->agent = c->agent;
 	m->db = c->db;

@@ -314,6 +314,30 @@ static void test_member_join(void **state)
 	free(s);
 }
 
+/* The state never records two masters: a join or an update that would is refused. */
+static void test_one_master(void **state)
+{
+	struct cluster_state *s = new_state();
+	assert_int_equal(allow(s, "10.0.1.8", 0), CLUSTERFSM_OK);
+	assert_int_equal(allow(s, "10.0.1.9", 0), CLUSTERFSM_OK);
+	assert_int_equal(join(s, 1, "10.0.1.8:7800", CLUSTERFSM_MASTER), CLUSTERFSM_OK);
+	assert_int_equal(join(s, 2, "10.0.1.9:7800", CLUSTERFSM_MASTER), CLUSTERFSM_REJECTED);
+	assert_non_null(strstr(s->last.reason, "10.0.1.8:7800 is already the master"));
+	assert_int_equal(s->n_members, 1);
+	assert_int_equal(join(s, 2, "10.0.1.9:7800", CLUSTERFSM_STANDBY), CLUSTERFSM_OK);
+
+	struct clusterfsm_cmd c;
+	clusterfsm_cmd_member_update(&c, 2, CLUSTERFSM_MASTER, CLUSTERFSM_UP, CLUSTERFSM_UP);
+	assert_int_equal(run(s, &c), CLUSTERFSM_REJECTED);
+	assert_int_equal(clusterfsm_member_by_id(s, 2)->role, CLUSTERFSM_STANDBY);
+	/* Once the old master is Idle, the other may become master. */
+	clusterfsm_cmd_member_update(&c, 1, CLUSTERFSM_IDLE, CLUSTERFSM_UP, CLUSTERFSM_DOWN);
+	assert_int_equal(run(s, &c), CLUSTERFSM_OK);
+	clusterfsm_cmd_member_update(&c, 2, CLUSTERFSM_MASTER, CLUSTERFSM_UP, CLUSTERFSM_UP);
+	assert_int_equal(run(s, &c), CLUSTERFSM_OK);
+	free(s);
+}
+
 /* Leaves and updates, valid and invalid. */
 static void test_member_leave_update(void **state)
 {
@@ -936,6 +960,7 @@ int main(void)
 	    cmocka_unit_test(test_priority_ordering),
 	    cmocka_unit_test(test_member_join),
 	    cmocka_unit_test(test_member_leave_update),
+	    cmocka_unit_test(test_one_master),
 	    cmocka_unit_test(test_set_master),
 	    cmocka_unit_test(test_lock_competing),
 	    cmocka_unit_test(test_lock_race_orders),
