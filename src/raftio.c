@@ -350,6 +350,9 @@ static void on_added(struct raft_change *req, int status)
 		if (rc == 0)
 			return;
 		status = rc;
+	} else if (status == 0) {
+		/* Added as a spare but never made a voter: not a success. */
+		status = RAFT_CANCELED;
 	}
 	q->done_cb(q->arg, status);
 	free(q);
