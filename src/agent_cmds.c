@@ -242,6 +242,16 @@ static void on_resume_probe(void *arg, const struct db_probe_result *r)
 		return;
 	}
 	bool master = r->sample.role == DB_ROLE_MASTER;
+	if (master && a->cl != NULL && !cluster_in_majority(a->cl)) {
+		log_warning("agent %s: resume refused: the local database is not in recovery and "
+		            "this agent cannot reach the majority to check who the master is",
+		            agent_local_address(a));
+		admin_reply_error(req,
+		                  "the local database is not in recovery and this agent is not "
+		                  "in the cluster's majority, so it cannot check that no other "
+		                  "master exists; try again once it is");
+		return;
+	}
 	char other[CLUSTERFSM_ADDR_MAX];
 	if (master && a->cl != NULL && cluster_other_master(a->cl, other, sizeof(other))) {
 		log_warning("agent %s: resume refused: the local database is not in recovery but "

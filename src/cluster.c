@@ -27,6 +27,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "peerauth.h"
+#include "transport.h"
 
 static uint64_t clamp64(uint64_t v, uint64_t lo, uint64_t hi)
 {
@@ -36,6 +37,12 @@ static uint64_t clamp64(uint64_t v, uint64_t lo, uint64_t hi)
 uint64_t cluster_now(const struct cluster *c)
 {
 	return uv_now(c->loop);
+}
+
+void cluster_format_addr(const struct efm_addr *a, char *buf, size_t len)
+{
+	/* An IPv6 host needs brackets, or its colons run into the port's. */
+	snprintf(buf, len, strchr(a->host, ':') != NULL ? "[%s]:%u" : "%s:%u", a->host, a->port);
 }
 
 /* cluster_timing derives every interval from the node timeout (see the file comment). */
@@ -96,10 +103,7 @@ struct cluster *cluster_new(uv_loop_t *loop, const struct efm_config *cfg, const
 	c->h = *hooks;
 	snprintf(c->name, sizeof(c->name), "%s", cfg->cluster);
 	snprintf(c->dir, sizeof(c->dir), "%s/%s/raft", state_dir, cfg->cluster);
-	if (strchr(cfg->bind.host, ':') != NULL)
-		snprintf(c->address, sizeof(c->address), "[%s]:%u", cfg->bind.host, cfg->bind.port);
-	else
-		snprintf(c->address, sizeof(c->address), "%s:%u", cfg->bind.host, cfg->bind.port);
+	cluster_format_addr(&cfg->bind, c->address, sizeof(c->address));
 	c->id = raftio_id_of(c->address);
 	cluster_timing(c);
 	members_init(&c->mem, c->node_timeout_ms);
@@ -201,7 +205,7 @@ static size_t count_peers(struct cluster *c)
 	size_t n = 0;
 	for (size_t i = 0; i < c->cfg->n_nodes; i++) {
 		char a[CLUSTERFSM_ADDR_MAX];
-		snprintf(a, sizeof(a), "%s:%u", c->cfg->nodes[i].host, c->cfg->nodes[i].port);
+		cluster_format_addr(&c->cfg->nodes[i], a, sizeof(a));
 		if (strcmp(a, c->address) != 0)
 			n++;
 	}
@@ -233,11 +237,16 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 			(void)start_raft(c, false);
 		}
 	} else if (cJSON_IsFalse(cl)) {
-		const cJSON *addr = cJSON_GetObjectItemCaseSensitive(reply, "address");
 		c->round_nocluster++;
-		if (cJSON_IsString(addr) &&
-		    (c->round_lowest[0] == '\0' || strcmp(addr->valuestring, c->round_lowest) < 0))
-			snprintf(c->round_lowest, sizeof(c->round_lowest), "%s", addr->valuestring);
+		const char *keys[] = {"address", "lowest"};
+		for (size_t k = 0; k < 2; k++) {
+			const cJSON *addr = cJSON_GetObjectItemCaseSensitive(reply, keys[k]);
+			if (cJSON_IsString(addr) && strcmp(addr->valuestring, c->address) != 0 &&
+			    (c->round_lowest[0] == '\0' ||
+			     strcmp(addr->valuestring, c->round_lowest) < 0))
+				snprintf(c->round_lowest, sizeof(c->round_lowest), "%s",
+				         addr->valuestring);
+		}
 	} else if (cJSON_IsString(err)) {
 		log_fine("cluster %s: join: %s", c->name, err->valuestring);
 	}
@@ -298,8 +307,7 @@ static void send_joins(struct cluster *c, const struct members_report *rep)
 	char seen[CLUSTERFSM_MAX_NODES * 2][CLUSTERFSM_ADDR_MAX];
 	size_t n_seen = 0;
 	for (size_t i = 0; i < c->cfg->n_nodes && n_seen < CLUSTERFSM_MAX_NODES; i++)
-		snprintf(seen[n_seen++], CLUSTERFSM_ADDR_MAX, "%s:%u", c->cfg->nodes[i].host,
-		         c->cfg->nodes[i].port);
+		cluster_format_addr(&c->cfg->nodes[i], seen[n_seen++], CLUSTERFSM_ADDR_MAX);
 	for (size_t i = 0; i < c->rio.st.n_members; i++)
 		snprintf(seen[n_seen++], CLUSTERFSM_ADDR_MAX, "%s", c->rio.st.members[i].address);
 	for (size_t i = 0; i < n_seen; i++) {
@@ -338,8 +346,7 @@ static void seed(struct cluster *c)
 		return;
 	for (size_t i = 0; i <= c->cfg->n_nodes; i++) {
 		if (i < c->cfg->n_nodes)
-			snprintf(a, sizeof(a), "%s:%u", c->cfg->nodes[i].host,
-			         c->cfg->nodes[i].port);
+			cluster_format_addr(&c->cfg->nodes[i], a, sizeof(a));
 		else
 			snprintf(a, sizeof(a), "%s", c->address);
 		if (clusterfsm_is_allowed(&c->rio.st, a) || !clusterfsm_cmd_allow_node(&cmd, a, 0))
@@ -493,6 +500,34 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- requests from peers ---- */
 
+/*
+ * peer_known: the peer may talk to us beyond asking to join.  Before the
+ * replicated state has an allowed list (first start, joining) everybody
+ * holding the cluster key is; afterwards only allowed hosts and current
+ * members (a removed node keeps running until it is stopped, as the guide
+ * says).
+ */
+static bool peer_known(const struct cluster *c, uint64_t id, const char *address)
+{
+	const struct cluster_state *st = &c->rio.st;
+	return st->n_allowed == 0 || clusterfsm_is_allowed(st, address) ||
+	       clusterfsm_member_by_id(st, id) != NULL;
+}
+
+/* allow_peer is the transport's filter: Raft traffic only from known peers. */
+static bool allow_peer(void *arg, uint64_t id, const char *address, const char *peer_ip,
+                       enum peerauth_channel channel)
+{
+	struct cluster *c = arg;
+	/* A stranger's join gets a reasoned refusal over RPC, so RPC is let through. */
+	if (channel == PEERAUTH_CHANNEL_RPC || peer_known(c, id, address))
+		return true;
+	log_warning("cluster %s: refusing a Raft connection from %s (%s): not in the allowed node "
+	            "host list",
+	            c->name, address, peer_ip);
+	return false;
+}
+
 static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const char *peer_addr,
                        const cJSON *msg)
 {
@@ -501,6 +536,12 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 	if (!cJSON_IsString(type) || c->shutting)
 		return;
 	const char *t = type->valuestring;
+	if (strcmp(t, "join") != 0 && !peer_known(c, peer_id, peer_addr)) {
+		log_warning(
+		    "cluster %s: ignoring \"%s\" from %s: not in the allowed node host list",
+		    c->name, t, peer_addr);
+		return;
+	}
 	if (strcmp(t, "hb") == 0) {
 		on_heartbeat(c, peer_id, msg);
 		return;
@@ -511,8 +552,18 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 			cJSON_AddBoolToObject(r, "ok", false);
 			cJSON_AddBoolToObject(r, "cluster", c->started);
 			cJSON_AddStringToObject(r, "address", c->address);
-			if (!c->started && strcmp(peer_addr, c->address) < 0)
+			if (!c->started && strcmp(peer_addr, c->address) < 0) {
+				if (cluster_now(c) >= c->defer_until_ms ||
+				    strcmp(peer_addr, c->defer_to) < 0)
+					snprintf(c->defer_to, sizeof(c->defer_to), "%s", peer_addr);
 				c->defer_until_ms = cluster_now(c) + c->defer_ms;
+			}
+			/*
+			 * Pass on the lowest address that asked us recently, so that a
+			 * requester that cannot reach it still defers to it.
+			 */
+			if (!c->started && cluster_now(c) < c->defer_until_ms)
+				cJSON_AddStringToObject(r, "lowest", c->defer_to);
 			rpc_reply(conn, r);
 		} else if (raftio_is_leader(&c->rio)) {
 			cluster_admit(c, conn, msg);
@@ -522,8 +573,16 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 		return;
 	}
 	if (strcmp(t, "leave") == 0) {
+		/*
+		 * Never forwarded: the leader removes the member named by the
+		 * authenticated connection, which for a forwarded request would be
+		 * the forwarder.  The leaver retries against the leader it learns.
+		 */
 		if (!raftio_is_leader(&c->rio)) {
-			cluster_forward(c, conn, msg);
+			cJSON *r = cJSON_CreateObject();
+			cJSON_AddBoolToObject(r, "ok", false);
+			cJSON_AddStringToObject(r, "error", "not the leader");
+			rpc_reply(conn, r);
 			return;
 		}
 		log_info("cluster %s: agent %s is leaving the cluster", c->name, peer_addr);
@@ -545,6 +604,7 @@ bool cluster_start(struct cluster *c)
 		log_severe("cluster %s: %s", c->name, err);
 		return false;
 	}
+	transport_set_allow(&c->rio.t, allow_peer, c);
 	c->rpc = rpc_new(c->loop, &c->rio.t, on_request, c);
 	if (c->rpc == NULL)
 		return false;
@@ -583,6 +643,7 @@ static void on_reopen_closed(void *arg)
 	                     (unsigned)c->heartbeat_ms, on_applied, c, err, sizeof(err));
 	c->rio_open = true;
 	if (rc == 0) {
+		transport_set_allow(&c->rio.t, allow_peer, c);
 		c->rpc = rpc_new(c->loop, &c->rio.t, on_request, c);
 		if (c->rpc == NULL) {
 			rc = RAFT_NOMEM;

@@ -19,9 +19,16 @@
 #define CLUSTER_CALL_TIMEOUT_MS 4000
 /* Bound of a command forwarded to the leader, which may wait on a commit, ms. */
 #define CLUSTER_FORWARD_TIMEOUT_MS 8000
-/* reset-members: bound of one probe or apply call, and the delay before a restart, ms. */
-#define CLUSTER_RESET_CALL_MS  3000
-#define CLUSTER_RESET_DELAY_MS 300
+/* reset-members: bound of one probe, prepare, commit or abort call, ms. */
+#define CLUSTER_RESET_CALL_MS 3000
+/*
+ * Delay between a commit and the restart, ms: lets the replies go out, and
+ * leaves the coordinator time to send an abort when another member refused
+ * the commit.
+ */
+#define CLUSTER_RESET_DELAY_MS 1000
+/* How long a participant keeps a prepared voting set waiting for its commit, ms. */
+#define CLUSTER_RESET_PREPARE_MS 10000
 
 /* The voting set reset-members forces on the survivors (raft_recover). */
 struct cluster_reset_set {
@@ -62,6 +69,7 @@ struct cluster {
 	int round_answers, round_nocluster;
 	char round_lowest[CLUSTERFSM_ADDR_MAX];
 	uint64_t defer_until_ms; /* we told a lower address "no cluster" */
+	char defer_to[CLUSTERFSM_ADDR_MAX]; /* the lowest such address, while deferring */
 	bool admitting;          /* leader: one admission at a time */
 	bool updating;           /* our MEMBER_UPDATE in flight */
 	bool removing;           /* leader: a dead member removal in flight */
@@ -72,9 +80,12 @@ struct cluster {
 	size_t last_voters;
 
 	/* reset-members (cluster_reset.c). */
-	bool resetting;   /* this agent coordinates a reset */
-	bool reset_armed; /* told to restart with reset_set; reset_timer runs */
-	bool reopening;   /* raft closed, restarting with reset_set */
+	bool resetting;      /* this agent coordinates a reset */
+	bool reset_prepared; /* phase 1 accepted: reset_set held until commit or expiry */
+	bool reset_armed;    /* committed: restart with reset_set when reset_timer fires */
+	bool reopening;      /* raft closed, restarting with reset_set */
+	uint64_t reset_id;   /* the coordinator's random id of the prepared/armed reset */
+	char reset_from[CLUSTERFSM_ADDR_MAX]; /* the coordinator of that reset */
 	struct cluster_reset_set reset_set;
 	uv_timer_t reset_timer;
 	bool reset_timer_open;
@@ -128,11 +139,17 @@ void cluster_reopen(struct cluster *c);
 /* cluster_reset.c */
 /* cluster_reset_command runs reset-members for the admin client (this agent coordinates). */
 void cluster_reset_command(struct cluster *c, struct admin_request *req);
-/* cluster_reset_rpc handles "reset-probe" and "reset-apply"; false for other types. */
+/*
+ * cluster_reset_rpc handles "reset-probe", "reset-apply" (phase 1: prepare),
+ * "reset-commit" (phase 2) and "reset-abort"; false for other types.
+ */
 bool cluster_reset_rpc(struct cluster *c, struct rpc_conn *conn, const char *peer_addr,
                        const char *type, const cJSON *msg);
 /* cluster_reset_gone: leader, after a reset: commit MEMBER_LEAVE for one member outside the voting
  * set. */
 void cluster_reset_gone(struct cluster *c);
+
+/* cluster_format_addr writes a "host:port" peer address ("[v6]:port" for IPv6). */
+void cluster_format_addr(const struct efm_addr *a, char *buf, size_t len);
 
 #endif
