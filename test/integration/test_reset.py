@@ -1,9 +1,10 @@
 """reset-members after a lost quorum, its refusal on a healthy cluster, and a
 node joining after many entries (through a Raft snapshot)."""
 import signal
+import subprocess
 import time
 
-from harness import wait_for
+from harness import EFM, wait_for
 from test_cluster import FULL, M, NODE_TIMEOUT, S, W, X, addr, members, nodes_file, \
     started_three, three, view
 
@@ -104,6 +105,77 @@ def test_reset_members_two_survivors_of_four(cluster):
     r = ag[W].efm("add-node", cluster.name, Y)
     assert r.returncode == 0, r.stderr
     no_asan(survivors)
+
+
+def test_reset_members_phase_one_alone_restarts_nothing(cluster):
+    """A participant that does not answer the prepare (phase 1) aborts the
+    reset: no agent restarts its consensus module, even the one that gets
+    the proposal late, and every agent keeps the old four-member voting set."""
+    ag = three(cluster)
+    m = cluster.servers[0]
+    cluster.standby(m, X)
+    x = cluster.agent(X, node_timeout=NODE_TIMEOUT)
+    x.nodes = [addr(cluster, h) for h in (M, S, W, X)]
+    x.write_config()
+    for a in ag.values():
+        a.nodes = x.nodes
+        a.write_config()
+        a.start(wait=False)
+    x.start(wait=False)
+    allx = list(ag.values()) + [x]
+    full4 = dict(FULL, **{X: ("Standby", "UP", "UP")})
+    for a in allx:
+        wait_for(lambda: view(a) == full4, 40, f"{a.host} to see four")
+    # Frozen, not killed: their sockets still accept, so each probe of them
+    # hangs for the whole call bound, which leaves time to freeze W after it
+    # answered its own probe.
+    ag[M].proc.send_signal(signal.SIGSTOP)
+    ag[S].proc.send_signal(signal.SIGSTOP)
+    w = ag[W]
+    for a in (w, x):
+        wait_for(lambda: minority(a), 10, f"{a.host} in the minority")
+    probed = "asks whether this agent runs without a leader"
+    assert probed not in w.read_log()
+    op = subprocess.Popen([EFM, "reset-members", cluster.name, "--yes"], env=x.env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: probed in w.read_log(), 5, "W to answer the probe")
+        time.sleep(0.3)  # let the answer leave W before freezing it
+        w.proc.send_signal(signal.SIGSTOP)
+        out, err = op.communicate(timeout=40)
+    finally:
+        w.proc.send_signal(signal.SIGCONT)
+        if op.poll() is None:
+            op.kill()
+    assert op.returncode != 0, out
+    assert "refused" in err and addr(cluster, W) in err and "did not answer" in err, err
+    assert "Nothing was restarted" in err, err
+    xlog = x.read_log()
+    for step in ("proposing the new voting set to " + addr(cluster, W),
+                 "did not answer the prepare", "telling " + addr(cluster, W) + " to drop",
+                 "aborted before any restart"):
+        assert step in xlog, step
+    assert "sending the commit" not in xlog
+    # W may still read the stale proposal once thawed: it only prepares it,
+    # then drops it on the abort or when it expires.
+    time.sleep(12)  # past the 10 s a prepared set is held
+    wlog = w.read_log()
+    if "proposes the voting set" in wlog:
+        assert "expired after" in wlog or "aborted reset" in wlog, wlog[-3000:]
+    for a in (w, x):
+        log = a.read_log()
+        assert "stopping the consensus module" not in log, a.host
+        assert "consensus module restarted" not in log, a.host
+        assert "commits reset" not in log, a.host
+        assert minority(a), a.host
+    # Every agent kept the old configuration: thawing the other two brings
+    # the four-member cluster back as it was.
+    ag[M].proc.send_signal(signal.SIGCONT)
+    ag[S].proc.send_signal(signal.SIGCONT)
+    for a in allx:
+        wait_for(lambda: view(a) == full4, 40, f"{a.host} to see four again")
+        wait_for(lambda: not minority(a), 20, f"{a.host} back in the majority")
+    no_asan(allx)
 
 
 def test_node_joins_after_many_entries_through_a_snapshot(cluster):
