@@ -200,6 +200,35 @@ static cJSON *join_msg(struct cluster *c, const struct members_report *rep)
 
 static void maybe_bootstrap(struct cluster *c, size_t n_peers);
 
+/* vote_held: our bootstrap vote is promised to somebody (vote_for) right now. */
+static bool vote_held(const struct cluster *c)
+{
+	return c->vote_for[0] != '\0' && cluster_now(c) < c->vote_until_ms;
+}
+
+/*
+ * grant_vote decides whether a peer asking to join (we have no cluster) gets
+ * our bootstrap vote.  A vote has one holder at a time, for defer_ms.  An
+ * agent holds its own vote first and only ever gives it to a lower address,
+ * never from one peer to another before it expires: votes flow towards the
+ * lowest live address, so simultaneous starts converge on one agent.
+ */
+static bool grant_vote(struct cluster *c, const char *peer)
+{
+	if (!vote_held(c)) {
+		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
+		c->vote_until_ms = cluster_now(c) + c->defer_ms;
+	}
+	if (strcmp(c->vote_for, peer) == 0)
+		return true;
+	if (strcmp(c->vote_for, c->address) != 0 || strcmp(peer, c->address) >= 0)
+		return false;
+	log_fine("cluster %s: bootstrap vote to %s", c->name, peer);
+	snprintf(c->vote_for, sizeof(c->vote_for), "%s", peer);
+	c->vote_until_ms = cluster_now(c) + c->defer_ms;
+	return true;
+}
+
 static size_t count_peers(struct cluster *c)
 {
 	size_t n = 0;
@@ -238,15 +267,8 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 		}
 	} else if (cJSON_IsFalse(cl)) {
 		c->round_nocluster++;
-		const char *keys[] = {"address", "lowest"};
-		for (size_t k = 0; k < 2; k++) {
-			const cJSON *addr = cJSON_GetObjectItemCaseSensitive(reply, keys[k]);
-			if (cJSON_IsString(addr) && strcmp(addr->valuestring, c->address) != 0 &&
-			    (c->round_lowest[0] == '\0' ||
-			     strcmp(addr->valuestring, c->round_lowest) < 0))
-				snprintf(c->round_lowest, sizeof(c->round_lowest), "%s",
-				         addr->valuestring);
-		}
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "vote")))
+			c->round_votes++;
 	} else if (cJSON_IsString(err)) {
 		log_fine("cluster %s: join: %s", c->name, err->valuestring);
 	}
@@ -261,27 +283,24 @@ out:
  */
 static void maybe_bootstrap(struct cluster *c, size_t n_peers)
 {
-	size_t total = n_peers + 1, have = (size_t)c->round_nocluster + 1;
+	size_t total = n_peers + 1;
+	bool own_vote = vote_held(c) && strcmp(c->vote_for, c->address) == 0;
+	size_t have = (size_t)c->round_votes + (own_vote ? 1 : 0);
 	if (n_peers > 0) {
+		if (!own_vote) {
+			log_fine(
+			    "cluster %s: no cluster yet; this agent's bootstrap vote is with %s",
+			    c->name, c->vote_for);
+			return;
+		}
 		if (have * 2 <= total) {
-			log_fine("cluster %s: no cluster found; %zu of %zu listed agents answered, "
-			         "waiting for a majority",
+			log_fine("cluster %s: no cluster found; %zu of %zu listed agents gave this "
+			         "agent their bootstrap vote, waiting for a majority",
 			         c->name, have, total);
 			return;
 		}
-		if (c->round_lowest[0] != '\0' && strcmp(c->round_lowest, c->address) < 0) {
-			log_fine(
-			    "cluster %s: no cluster yet; %s has a lower address and will start it",
-			    c->name, c->round_lowest);
-			return;
-		}
-		if (cluster_now(c) < c->defer_until_ms) {
-			log_fine("cluster %s: deferring to a lower address that asked recently",
-			         c->name);
-			return;
-		}
-		log_info("cluster %s: no cluster among the %zu of %zu listed agents that answered; "
-		         "this agent has the lowest address and starts it",
+		log_info("cluster %s: no cluster among the listed agents and %zu of %zu voted for "
+		         "this agent; starting it",
 		         c->name, have, total);
 	}
 	(void)start_raft(c, true);
@@ -295,8 +314,11 @@ static void send_joins(struct cluster *c, const struct members_report *rep)
 	if (c->join_pending > 0 || now - c->join_last_ms < pace)
 		return;
 	c->join_last_ms = now;
-	c->round_answers = c->round_nocluster = 0;
-	c->round_lowest[0] = '\0';
+	c->round_answers = c->round_nocluster = c->round_votes = 0;
+	if (!c->started && (!vote_held(c) || strcmp(c->vote_for, c->address) == 0)) {
+		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
+		c->vote_until_ms = now + c->defer_ms;
+	}
 	const char *leader = cluster_leader_address(c);
 	if (leader != NULL && strcmp(leader, c->address) != 0) {
 		if (rpc_call(c->rpc, leader, join_msg(c, rep), CLUSTER_CALL_TIMEOUT_MS,
@@ -552,18 +574,8 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 			cJSON_AddBoolToObject(r, "ok", false);
 			cJSON_AddBoolToObject(r, "cluster", c->started);
 			cJSON_AddStringToObject(r, "address", c->address);
-			if (!c->started && strcmp(peer_addr, c->address) < 0) {
-				if (cluster_now(c) >= c->defer_until_ms ||
-				    strcmp(peer_addr, c->defer_to) < 0)
-					snprintf(c->defer_to, sizeof(c->defer_to), "%s", peer_addr);
-				c->defer_until_ms = cluster_now(c) + c->defer_ms;
-			}
-			/*
-			 * Pass on the lowest address that asked us recently, so that a
-			 * requester that cannot reach it still defers to it.
-			 */
-			if (!c->started && cluster_now(c) < c->defer_until_ms)
-				cJSON_AddStringToObject(r, "lowest", c->defer_to);
+			if (!c->started)
+				cJSON_AddBoolToObject(r, "vote", grant_vote(c, peer_addr));
 			rpc_reply(conn, r);
 		} else if (raftio_is_leader(&c->rio)) {
 			cluster_admit(c, conn, msg);

@@ -67,9 +67,15 @@ struct cluster {
 	uint64_t join_last_ms;
 	uint64_t hb_last_ms;
 	int round_answers, round_nocluster;
-	char round_lowest[CLUSTERFSM_ADDR_MAX];
-	uint64_t defer_until_ms; /* we told a lower address "no cluster" */
-	char defer_to[CLUSTERFSM_ADDR_MAX]; /* the lowest such address, while deferring */
+	int round_votes; /* bootstrap votes granted to us in this discovery round */
+	/*
+	 * Our bootstrap vote (cluster.c, discovery): held by one address at a
+	 * time, ourselves or a peer, until vote_until_ms; a node bootstraps only
+	 * with the votes of a majority of the listed agents, so at most one can.
+	 */
+	char vote_for[CLUSTERFSM_ADDR_MAX];
+	uint64_t vote_until_ms;
+	uint64_t defer_until_ms; /* leave deadline */
 	bool admitting;          /* leader: one admission at a time */
 	bool updating;           /* our MEMBER_UPDATE in flight */
 	bool removing;           /* leader: a dead member removal in flight */

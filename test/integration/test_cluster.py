@@ -127,8 +127,9 @@ def test_add_node_with_priority_then_start_and_refusal(cluster):
     # add-node on a follower (the witness), with priority 1.
     r = ag[W].efm("add-node", cluster.name, X, "1")
     assert r.returncode == 0, r.stderr
-    st = members(ag[M])
-    assert st["failoverpriority"][0] == X
+    # M may be a follower that applies the committed entry a moment later.
+    st = wait_for(lambda: (lambda s: s if s["failoverpriority"][:1] == [X] else None)(
+        members(ag[M])), 10, "the new priority on the master's node")
     assert X in st["allowednodes"]
     x2 = cluster.agent(X, name="5b", node_timeout=NODE_TIMEOUT)
     x2.nodes = [addr(cluster, M)]
