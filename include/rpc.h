@@ -63,6 +63,11 @@ void rpc_drop_link(struct rpc *r, const char *address);
 void rpc_reply(struct rpc_conn *c, cJSON *msg);
 void rpc_conn_ref(struct rpc_conn *c);
 void rpc_conn_unref(struct rpc_conn *c);
+/*
+ * rpc_reply_release answers a request held with rpc_conn_ref and drops that
+ * reference; with c NULL (a request of our own) it only frees msg.
+ */
+void rpc_reply_release(struct rpc_conn *c, cJSON *msg);
 
 /* rpc_msg builds {"type": type} (NULL when out of memory). */
 cJSON *rpc_msg(const char *type);

@@ -26,12 +26,7 @@ struct admit {
 static void admit_reply(struct admit *a, cJSON *reply)
 {
 	a->c->admitting = false;
-	if (a->conn != NULL) {
-		rpc_reply(a->conn, reply);
-		rpc_conn_unref(a->conn);
-	} else {
-		cJSON_Delete(reply);
-	}
+	rpc_reply_release(a->conn, reply);
 	free(a);
 }
 
@@ -186,12 +181,7 @@ struct removal {
 static void removal_end(struct removal *r, cJSON *reply)
 {
 	r->c->removing = false;
-	if (r->conn != NULL) {
-		rpc_reply(r->conn, reply);
-		rpc_conn_unref(r->conn);
-	} else {
-		cJSON_Delete(reply);
-	}
+	rpc_reply_release(r->conn, reply);
 	free(r);
 }
 

@@ -73,16 +73,10 @@ static struct cmd_ctx *new_ctx(struct cluster *c, struct admin_request *req, str
 /* finish answers the command's origin (reply ownership taken) and frees x. */
 static void finish(struct cmd_ctx *x, cJSON *reply)
 {
-	if (x->req != NULL) {
+	if (x->req != NULL)
 		admin_reply(x->req, reply);
-	} else {
-		if (x->conn != NULL) {
-			rpc_reply(x->conn, reply);
-			rpc_conn_unref(x->conn);
-		} else {
-			cJSON_Delete(reply);
-		}
-	}
+	else
+		rpc_reply_release(x->conn, reply);
 	free(x);
 }
 

@@ -145,6 +145,16 @@ void rpc_conn_unref(struct rpc_conn *c)
 	conn_maybe_free(c);
 }
 
+void rpc_reply_release(struct rpc_conn *c, cJSON *msg)
+{
+	if (c == NULL) {
+		cJSON_Delete(msg);
+		return;
+	}
+	rpc_reply(c, msg);
+	rpc_conn_unref(c);
+}
+
 void rpc_reply(struct rpc_conn *c, cJSON *msg)
 {
 	if (msg != NULL && c->stream != NULL && !uv_is_closing((uv_handle_t *)c->stream)) {
