@@ -206,6 +206,12 @@ static bool vote_held(const struct cluster *c)
 	return c->vote_for[0] != '\0' && cluster_now(c) < c->vote_until_ms;
 }
 
+/* holds_own_vote: our bootstrap vote is our own right now. */
+static bool holds_own_vote(const struct cluster *c)
+{
+	return vote_held(c) && strcmp(c->vote_for, c->address) == 0;
+}
+
 /*
  * grant_vote decides whether a peer asking to join (we have no cluster) gets
  * our bootstrap vote.  A vote has one holder at a time, for defer_ms.  An
@@ -269,6 +275,20 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 		c->round_nocluster++;
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "vote")))
 			c->round_votes++;
+		/*
+		 * A vote given to an agent that has since given its own vote away
+		 * can never help it start a cluster (it needs its own vote for
+		 * that, and cannot get it back for defer_ms): take it back so it
+		 * can go to a lower address.
+		 */
+		const cJSON *from = cJSON_GetObjectItemCaseSensitive(reply, "address");
+		if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(reply, "own")) &&
+		    cJSON_IsString(from) && vote_held(c) &&
+		    strcmp(c->vote_for, from->valuestring) == 0) {
+			log_fine("cluster %s: %s gave its own vote away; taking back ours", c->name,
+			         from->valuestring);
+			c->vote_for[0] = '\0';
+		}
 	} else if (cJSON_IsString(err)) {
 		log_fine("cluster %s: join: %s", c->name, err->valuestring);
 	}
@@ -284,7 +304,7 @@ out:
 static void maybe_bootstrap(struct cluster *c, size_t n_peers)
 {
 	size_t total = n_peers + 1;
-	bool own_vote = vote_held(c) && strcmp(c->vote_for, c->address) == 0;
+	bool own_vote = holds_own_vote(c);
 	size_t have = (size_t)c->round_votes + (own_vote ? 1 : 0);
 	if (n_peers > 0) {
 		if (!own_vote) {
@@ -574,8 +594,10 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 			cJSON_AddBoolToObject(r, "ok", false);
 			cJSON_AddBoolToObject(r, "cluster", c->started);
 			cJSON_AddStringToObject(r, "address", c->address);
-			if (!c->started)
+			if (!c->started) {
 				cJSON_AddBoolToObject(r, "vote", grant_vote(c, peer_addr));
+				cJSON_AddBoolToObject(r, "own", holds_own_vote(c));
+			}
 			rpc_reply(conn, r);
 		} else if (raftio_is_leader(&c->rio)) {
 			cluster_admit(c, conn, msg);

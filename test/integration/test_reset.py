@@ -197,8 +197,9 @@ def test_node_joins_after_many_entries_through_a_snapshot(cluster):
         assert r.returncode == 0, r.stderr
     r = ag[W].efm("add-node", cluster.name, X, "2")
     assert r.returncode == 0, r.stderr
-    ref = members(ag[M])
-    assert len(ref["allowednodes"]) == 3 + 25 + 1
+    # M may be a follower that applies the last committed entries a moment later.
+    ref = wait_for(lambda: (lambda st: st if len(st["allowednodes"]) == 3 + 25 + 1 else None)(
+        members(ag[M])), 10, "every command applied on the master's node")
     assert len(ref["failoverpriority"]) > 2
     m = cluster.servers[0]
     cluster.standby(m, X)
