@@ -13,30 +13,35 @@
 
 #include "log.h"
 
-cJSON *cluster_error_reply(const char *fmt, ...)
+/* reply_v builds {"ok": ok, key: formatted text}, the shape of every command reply. */
+static cJSON *reply_v(bool ok, const char *key, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static cJSON *reply_v(bool ok, const char *key, const char *fmt, va_list ap)
 {
 	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", ok);
+	cJSON_AddStringToObject(r, key, msg);
+	return r;
+}
+
+cJSON *cluster_error_reply(const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	cJSON *r = reply_v(false, "error", fmt, ap);
 	va_end(ap);
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddBoolToObject(r, "ok", false);
-	cJSON_AddStringToObject(r, "error", msg);
 	return r;
 }
 
 static cJSON *ok_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static cJSON *ok_message(const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	cJSON *r = reply_v(true, "message", fmt, ap);
 	va_end(ap);
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddBoolToObject(r, "ok", true);
-	cJSON_AddStringToObject(r, "message", msg);
 	return r;
 }
 
