@@ -159,24 +159,24 @@ static void test_host_of(void **state)
 {
 	char h[CLUSTERFSM_HOST_MAX];
 	uint16_t port;
-	assert_true(clusterfsm_host_of("10.0.1.9:7800", h, sizeof(h), &port));
+	assert_true(address_split("10.0.1.9:7800", h, sizeof(h), &port));
 	assert_string_equal(h, "10.0.1.9");
 	assert_int_equal(port, 7800);
-	assert_true(clusterfsm_host_of("10.0.1.9", h, sizeof(h), &port));
+	assert_true(address_split("10.0.1.9", h, sizeof(h), &port));
 	assert_int_equal(port, 0);
-	assert_true(clusterfsm_host_of("[fe80::1]:7800", h, sizeof(h), &port));
+	assert_true(address_split("[fe80::1]:7800", h, sizeof(h), &port));
 	assert_string_equal(h, "fe80::1");
 	assert_int_equal(port, 7800);
-	assert_true(clusterfsm_host_of("::1", h, sizeof(h), &port));
+	assert_true(address_split("::1", h, sizeof(h), &port));
 	assert_string_equal(h, "::1");
-	assert_true(clusterfsm_host_of("DB1.Example.com:5", h, sizeof(h), NULL));
+	assert_true(address_split("DB1.Example.com:5", h, sizeof(h), NULL));
 	assert_string_equal(h, "db1.example.com");
 	const char *bad[] = {"",     ":7800",  "h:",       "h:0", "h:65536", "h:123456", "h:12a",
 	                     "[::1", "[::1]x", "[host]:1", "a b", "a/b:1",   "[]:1",     "h:7800:"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_false(clusterfsm_host_of(bad[i], h, sizeof(h), &port));
-	assert_false(clusterfsm_host_of(NULL, h, sizeof(h), &port));
-	assert_false(clusterfsm_host_of("10.0.0.1", h, 4, &port)); /* does not fit */
+		assert_false(address_split(bad[i], h, sizeof(h), &port));
+	assert_false(address_split(NULL, h, sizeof(h), &port));
+	assert_false(address_split("10.0.0.1", h, 4, &port)); /* does not fit */
 }
 
 /* add-node / remove-node, valid and invalid; refusals change nothing. */

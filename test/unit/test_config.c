@@ -65,14 +65,14 @@ static void put_str(const char *name, const char *text)
 }
 
 /* dump prints the problems, so a failing test says why. */
-static void dump(const struct config_problems *pr)
+static void dump(const struct problems *pr)
 {
 	for (size_t i = 0; i < pr->n; i++)
 		print_message("problem: %s\n", pr->msgs[i]);
 }
 
 /* has_problem: some problem contains both fragments (b may be NULL). */
-static bool has_problem(const struct config_problems *pr, const char *a, const char *b)
+static bool has_problem(const struct problems *pr, const char *a, const char *b)
 {
 	for (size_t i = 0; i < pr->n; i++) {
 		if (strstr(pr->msgs[i], a) != NULL && (b == NULL || strstr(pr->msgs[i], b) != NULL))
@@ -83,7 +83,7 @@ static bool has_problem(const struct config_problems *pr, const char *a, const c
 }
 
 /* load_props writes c.properties = BASE + extra and loads cluster "c". */
-static struct efm_config *load_props(const char *extra, struct config_problems *pr)
+static struct efm_config *load_props(const char *extra, struct problems *pr)
 {
 	char text[8192];
 	snprintf(text, sizeof(text), "%s%s", BASE, extra);
@@ -96,7 +96,7 @@ static struct efm_config *load_props(const char *extra, struct config_problems *
 /* expect_one loads BASE + extra and requires exactly one problem with the fragments. */
 static void expect_one(const char *extra, const char *a, const char *b)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = load_props(extra, &pr);
 	if (pr.n != 1) {
 		print_message("input:\n%s\n", extra);
@@ -105,7 +105,7 @@ static void expect_one(const char *extra, const char *a, const char *b)
 	assert_int_equal(pr.n, 1);
 	assert_true(has_problem(&pr, a, b));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* data_dir: where the committed fixtures live. */
@@ -119,7 +119,7 @@ static const char *data_dir(void)
 /* The fixture good.properties loads without problems into the expected fields. */
 static void test_good_properties(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = config_load(data_dir(), "good", &pr);
 
 	assert_non_null(cfg);
@@ -179,7 +179,7 @@ static void test_good_properties(void **state)
 /* The YAML fixture, with nested maps and later-version names, gives the same settings. */
 static void test_good_yaml(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = config_load(data_dir(), "goody", &pr);
 
 	assert_non_null(cfg);
@@ -207,7 +207,7 @@ static void test_good_yaml(void **state)
 /* A witness needs no db.* keys; a missing .nodes file is an empty list. */
 static void test_witness(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = config_load(data_dir(), "wit", &pr);
 
 	assert_non_null(cfg);
@@ -224,7 +224,7 @@ static void test_witness(void **state)
 /* A database node names each missing required key; a witness still needs bind.address. */
 static void test_required(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	put_str("c.properties", "db.user=\n");
 	struct efm_config *cfg = config_load(tmpdir, "c", &pr);
 
@@ -236,20 +236,20 @@ static void test_required(void **state)
 	assert_true(has_problem(&pr, "c.properties: db.database: required", NULL));
 	assert_true(has_problem(&pr, "c.properties: bind.address: required but not set", NULL));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	put_str("c.properties", "is.witness=true\n");
 	cfg = config_load(tmpdir, "c", &pr);
 	assert_int_equal(pr.n, 1);
 	assert_true(has_problem(&pr, "bind.address: required but not set", NULL));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* An empty db.password.encrypted is accepted (.pgpass). */
 static void test_empty_password(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = load_props("", &pr);
 	assert_int_equal(pr.n, 0);
 	assert_string_equal(cfg->db_password_encrypted, "");
@@ -266,12 +266,12 @@ static void test_unknown_key(void **state)
 	expect_one("local.timout.final=3\n", "did you mean local.timeout.final?", NULL);
 	expect_one("completely.different.thing=1\n", "completely.different.thing: unknown key",
 	           NULL);
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = load_props("zzz=1\n", &pr);
 	assert_int_equal(pr.n, 1);
 	assert_null(strstr(pr.msgs[0], "did you mean"));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* Syntax problems of the .properties file reach config_load's list. */
@@ -353,14 +353,14 @@ static void test_duplicates(void **state)
 /* bind.address needs an IP address and a port. */
 static void test_bind_address(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	put_str("c.properties", "is.witness=true\nbind.address=192.168.2.54\n");
 	struct efm_config *cfg = config_load(tmpdir, "c", &pr);
 	assert_int_equal(pr.n, 1);
 	assert_true(has_problem(&pr, "c.properties:2: bind.address: \"192.168.2.54\" has no port",
 	                        "IP:PORT"));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	const char *bad[] = {"192.168.2.54:0",       "192.168.2.54:65536", "192.168.2.54:x",
 	                     "db1.example.com:7800", "fd00::1:7800",       ":7800"};
@@ -372,40 +372,40 @@ static void test_bind_address(void **state)
 		assert_int_equal(pr.n, 1);
 		assert_true(has_problem(&pr, "c.properties:2: bind.address:", NULL));
 		config_free(cfg);
-		config_problems_free(&pr);
+		problems_free(&pr);
 	}
 }
 
-/* config_parse_addr: host:port and [v6]:port, port 1..65535. */
+/* address_parse: host:port and [v6]:port, port 1..65535. */
 static void test_parse_addr(void **state)
 {
 	struct efm_addr a;
-	assert_true(config_parse_addr("10.0.0.1:7800", &a));
+	assert_true(address_parse("10.0.0.1:7800", &a));
 	assert_string_equal(a.host, "10.0.0.1");
 	assert_int_equal(a.port, 7800);
-	assert_true(config_parse_addr("[fe80::1]:1", &a));
+	assert_true(address_parse("[fe80::1]:1", &a));
 	assert_string_equal(a.host, "fe80::1");
 	assert_int_equal(a.port, 1);
-	assert_true(config_parse_addr("db1.example.com:65535", &a));
+	assert_true(address_parse("db1.example.com:65535", &a));
 	assert_int_equal(a.port, 65535);
-	assert_false(config_parse_addr("10.0.0.1", &a));
-	assert_false(config_parse_addr("10.0.0.1:", &a));
-	assert_false(config_parse_addr("10.0.0.1:0", &a));
-	assert_false(config_parse_addr("10.0.0.1:65536", &a));
-	assert_false(config_parse_addr("10.0.0.1:123456", &a));
-	assert_false(config_parse_addr("10.0.0.1:-1", &a));
-	assert_false(config_parse_addr("fe80::1:7800", &a));
-	assert_false(config_parse_addr("[fe80::1]7800", &a));
-	assert_false(config_parse_addr("[]:7800", &a));
-	assert_false(config_parse_addr(":7800", &a));
-	assert_false(config_parse_addr("a b:7800", &a));
-	assert_false(config_parse_addr(NULL, &a));
+	assert_false(address_parse("10.0.0.1", &a));
+	assert_false(address_parse("10.0.0.1:", &a));
+	assert_false(address_parse("10.0.0.1:0", &a));
+	assert_false(address_parse("10.0.0.1:65536", &a));
+	assert_false(address_parse("10.0.0.1:123456", &a));
+	assert_false(address_parse("10.0.0.1:-1", &a));
+	assert_false(address_parse("fe80::1:7800", &a));
+	assert_false(address_parse("[fe80::1]7800", &a));
+	assert_false(address_parse("[]:7800", &a));
+	assert_false(address_parse(":7800", &a));
+	assert_false(address_parse("a b:7800", &a));
+	assert_false(address_parse(NULL, &a));
 }
 
 /* The .nodes file: comments, blanks, duplicates; bad entries named by line. */
 static void test_nodes(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	put_str("c.nodes", "# list\r\n10.0.0.1:7800\t10.0.0.2:7800 # two\n\n10.0.0.1:7800\n"
 	                   "10.0.0.3\nhost.example.com:7800 10.0.0.4:99999\n");
 	struct efm_config *cfg = load_props("", &pr);
@@ -415,7 +415,7 @@ static void test_nodes(void **state)
 	assert_true(has_problem(&pr, "c.nodes:6: \"10.0.0.4:99999\"", NULL));
 	assert_int_equal(cfg->n_nodes, 2);
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	put_str("c.nodes", "");
 	cfg = load_props("", &pr);
@@ -428,7 +428,7 @@ static void test_nodes(void **state)
 	assert_int_equal(pr.n, 1);
 	assert_true(has_problem(&pr, "c.nodes:1: contains a NUL byte", NULL));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/c.nodes", tmpdir);
 	unlink(path);
@@ -449,7 +449,7 @@ static void test_vip(void **state)
 	expect_one("virtualIp=127.0.0.1\nvirtualIp.interface=eth0\nvirtual.ip.prefix=8\n",
 	           "virtualIp: 127.0.0.1 is this node's bind.address", NULL);
 
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = load_props(
 	    "virtual.ip=fd00::100\nvirtual.ip.interface=eth0\nvirtual.ip.prefix=64\n", &pr);
 	assert_int_equal(pr.n, 0);
@@ -491,7 +491,7 @@ static void test_cross_rules(void **state)
 	expect_one("notification.smtp.password=pw\n", "notification.smtp.password: given without",
 	           NULL);
 	/* A witness does not monitor a database, so its local.* do not matter. */
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	put_str("c.properties", "is.witness=true\nbind.address=10.0.0.1:7800\nlocal.period=30\n"
 	                        "local.timeout=20\n");
 	struct efm_config *cfg = config_load(tmpdir, "c", &pr);
@@ -502,7 +502,7 @@ static void test_cross_rules(void **state)
 /* node.timeout wins over the jgroups pair; otherwise it is derived, rounded up. */
 static void test_node_timeout(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = load_props("jgroups.timeout=1500\njgroups.max.tries=3\n", &pr);
 	assert_int_equal(pr.n, 0);
 	assert_int_equal(cfg->node_timeout_s, 5); /* 4.5 s, rounded up */
@@ -516,7 +516,7 @@ static void test_node_timeout(void **state)
 /* Derived defaults: db.host from bind.address, from.email from the host name. */
 static void test_derived(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = load_props("db.host=localhost\nfrom.email=a@b.c\n", &pr);
 	assert_int_equal(pr.n, 0);
 	assert_string_equal(cfg->db_host, "localhost");
@@ -557,7 +557,7 @@ static void test_every_key(void **state)
 	}
 	assert_true(used < sizeof(text));
 	/* All keys at once (no BASE: the examples cover the required keys). */
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	put_str("c.properties", text);
 	struct efm_config *cfg = config_load(tmpdir, "c", &pr);
 	dump(&pr);
@@ -581,7 +581,7 @@ static void test_every_key(void **state)
 		config_option_format(cfg, config_option_canonical(opt), have, sizeof(have));
 		assert_true(have[0] != '\0');
 		config_free(cfg);
-		config_problems_free(&pr);
+		problems_free(&pr);
 	}
 	assert_null(config_option_find("no.such.key"));
 	assert_string_equal(config_type_name(CONFIG_T_ADDR), "IP:port");
@@ -590,7 +590,7 @@ static void test_every_key(void **state)
 /* Both files present is a problem; neither is a problem naming both. */
 static void test_which_file(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	char path[256];
 
 	snprintf(path, sizeof(path), "%s/c.properties", tmpdir);
@@ -599,7 +599,7 @@ static void test_which_file(void **state)
 	assert_int_equal(pr.n, 1);
 	assert_true(has_problem(&pr, "c.properties: no such file", "c.yaml"));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	put_str("c.yaml", "db:\n  user: efm\n");
 	cfg = load_props("", &pr);
@@ -607,14 +607,14 @@ static void test_which_file(void **state)
 	assert_true(has_problem(&pr, "c.properties: ", "c.yaml exists too"));
 	assert_string_equal(cfg->db_user, "efm");
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	unlink(path);
 	cfg = config_load(tmpdir, "c", &pr);
 	assert_non_null(strstr(cfg->props_path, "c.yaml"));
 	assert_true(has_problem(&pr, "c.yaml: db.port: required", NULL));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 	snprintf(path, sizeof(path), "%s/c.yaml", tmpdir);
 	unlink(path);
 }
@@ -622,7 +622,7 @@ static void test_which_file(void **state)
 /* YAML mistakes come out as "FILE:LINE: key: ...", duplicates included. */
 static void test_yaml_problems(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	put_str("y.yaml", "db:\n  user: efm\n  port: 5432\n  database: x\n  password.encrypted:\n"
 	                  "bind.address: 10.0.0.1:7800\ndb.port: 5433\nauto.failover: yes\n"
 	                  "local: {period: 0}\n");
@@ -633,7 +633,7 @@ static void test_yaml_problems(void **state)
 	assert_true(has_problem(&pr, "y.yaml:8: auto.failover: \"yes\" is not a boolean", NULL));
 	assert_true(has_problem(&pr, "y.yaml:9: local.period: 0 is out of range", NULL));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/y.yaml", tmpdir);
 	unlink(path);
@@ -642,7 +642,7 @@ static void test_yaml_problems(void **state)
 /* Absurd inputs: CRLF + BOM work; binary files, directories and bad names do not crash. */
 static void test_absurd(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	char text[1024];
 
 	snprintf(text, sizeof(text), "\xef\xbb\xbf%s", BASE);
@@ -670,7 +670,7 @@ static void test_absurd(void **state)
 	assert_string_equal(cfg->db_user, "");
 	assert_true(cfg->auto_failover); /* defaults in place */
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	char path[256];
 	snprintf(path, sizeof(path), "%s/c.properties", tmpdir);
@@ -679,7 +679,7 @@ static void test_absurd(void **state)
 	cfg = config_load(tmpdir, "c", &pr);
 	assert_true(has_problem(&pr, "c.properties: is a directory", NULL));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 	rmdir(path);
 
 	cfg = config_load(tmpdir, "../etc/passwd", &pr);
@@ -687,7 +687,7 @@ static void test_absurd(void **state)
 	assert_true(has_problem(&pr, "is not a usable cluster name", NULL));
 	assert_non_null(cfg->from_email);
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	/* A long line in the middle does not hide the lines around it. */
 	char *big = malloc(20000);
@@ -702,11 +702,11 @@ static void test_absurd(void **state)
 	assert_true(has_problem(&pr, "c.properties:6: line is", NULL));
 	assert_true(has_problem(&pr, "c.properties:7: local.period", NULL));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* capture runs prop-check into a string. */
-static size_t capture(const struct efm_config *cfg, const struct config_problems *pr, char *buf,
+static size_t capture(const struct efm_config *cfg, const struct problems *pr, char *buf,
                       size_t len)
 {
 	FILE *f = fmemopen(buf, len, "w");
@@ -719,7 +719,7 @@ static size_t capture(const struct efm_config *cfg, const struct config_problems
 /* prop-check prints the guide's report, then the problems, and counts them. */
 static void test_prop_check(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	char out[16384];
 	struct efm_config *cfg = config_load(data_dir(), "good", &pr);
 
@@ -744,13 +744,13 @@ static void test_prop_check(void **state)
 	assert_non_null(strstr(out, "foo: unknown key"));
 	assert_null(strstr(out, "No problems found"));
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* A reload reports keys that need a restart; shared text lists the keys nodes must agree on. */
 static void test_reload_and_shared(void **state)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *a = load_props("efm.loglevel=FINE\n", &pr);
 	put_str("c.properties", "db.user=efm\ndb.password.encrypted=ab\ndb.port=5433\n"
 	                        "db.database=postgres\nbind.address=127.0.0.1:7800\n"
@@ -763,7 +763,7 @@ static void test_reload_and_shared(void **state)
 	assert_true(has_problem(&pr, "db.port: changed from \"5432\" to \"5433\"", "restart"));
 	assert_true(has_problem(&pr, "db.password.encrypted: changed;", NULL));
 	assert_false(strstr(pr.msgs[0], "loglevel") || strstr(pr.msgs[1], "loglevel"));
-	config_problems_free(&pr);
+	problems_free(&pr);
 
 	char sa[4096], sb[4096];
 	assert_true(config_shared_text(a, sa, sizeof(sa)) > 0);
@@ -820,14 +820,14 @@ static void test_samples(void **state)
 	snprintf(path, sizeof(path), "%s/efm.properties.in", tmpdir);
 	snprintf(conf, sizeof(conf), "%s/s.properties", tmpdir);
 	assert_int_equal(rename(path, conf), 0);
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = config_load(tmpdir, "s", &pr);
 	assert_int_equal(pr.n, 4);
 	for (size_t i = 0; i < pr.n; i++)
 		assert_non_null(strstr(pr.msgs[i], "required"));
 	assert_int_equal(cfg->local_period_s, 10);
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 	/* Writing into a missing directory fails cleanly. */
 	assert_true(config_write_samples("/nonexistent/dir") < 0);
 }

@@ -20,7 +20,7 @@
 #include "yamlconf.h"
 
 /* has_problem: some problem contains every one of the given fragments. */
-static bool has_problem(const struct config_problems *pr, const char *a, const char *b)
+static bool has_problem(const struct problems *pr, const char *a, const char *b)
 {
 	for (size_t i = 0; i < pr->n; i++) {
 		if (strstr(pr->msgs[i], a) != NULL && (b == NULL || strstr(pr->msgs[i], b) != NULL))
@@ -30,7 +30,7 @@ static bool has_problem(const struct config_problems *pr, const char *a, const c
 }
 
 /* dump prints the problems, so a failing test says why. */
-static void dump(const struct config_problems *pr)
+static void dump(const struct problems *pr)
 {
 	for (size_t i = 0; i < pr->n; i++)
 		print_message("problem: %s\n", pr->msgs[i]);
@@ -50,7 +50,7 @@ static const char *value_of(const struct props *p, const char *key, int *line)
 }
 
 /* parse_text runs the .properties parser over a string. */
-static void parse_text(const char *text, size_t len, struct props *p, struct config_problems *pr)
+static void parse_text(const char *text, size_t len, struct props *p, struct problems *pr)
 {
 	assert_true(props_parse("t.properties", text, len, p, pr));
 }
@@ -68,7 +68,7 @@ static void test_props_basic(void **state)
 	                    "pingServerCommand=/bin/ping -q -c3 -w5\n"
 	                    "url=smtp://x:25/a=b\n";
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	int line;
 
 	parse_text(text, sizeof(text) - 1, &p, &pr);
@@ -84,7 +84,7 @@ static void test_props_basic(void **state)
 	/* Only the first '=' separates. */
 	assert_string_equal(value_of(&p, "url", NULL), "smtp://x:25/a=b");
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* CRLF line endings and a UTF-8 byte order mark are accepted. */
@@ -95,7 +95,7 @@ static void test_props_crlf_bom(void **state)
 	                    "# c\r\n"
 	                    "db.database = postgres \r\n";
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	int line;
 
 	parse_text(text, sizeof(text) - 1, &p, &pr);
@@ -105,7 +105,7 @@ static void test_props_crlf_bom(void **state)
 	assert_string_equal(value_of(&p, "db.database", &line), "postgres");
 	assert_int_equal(line, 3);
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* A line without '=' is reported with file, line and key, and skipped. */
@@ -113,7 +113,7 @@ static void test_props_missing_equals(void **state)
 {
 	const char text[] = "db.user=efm\ndb.port 5432\ndb.database=x\n";
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	parse_text(text, sizeof(text) - 1, &p, &pr);
 	assert_int_equal(pr.n, 1);
@@ -121,7 +121,7 @@ static void test_props_missing_equals(void **state)
 	assert_int_equal(p.n, 2);
 	assert_null(value_of(&p, "db.port", NULL));
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* Quoted values are refused with the guide's reason, and stored unquoted. */
@@ -129,7 +129,7 @@ static void test_props_quoted(void **state)
 {
 	const char text[] = "bind.address=\"192.168.2.54:7800\"\ndb.user='efm'\nx=\"half\n";
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	parse_text(text, sizeof(text) - 1, &p, &pr);
 	assert_int_equal(pr.n, 2);
@@ -139,7 +139,7 @@ static void test_props_quoted(void **state)
 	assert_string_equal(value_of(&p, "bind.address", NULL), "192.168.2.54:7800");
 	assert_string_equal(value_of(&p, "x", NULL), "\"half");
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* Bad keys, a missing key and continuation lines are reported. */
@@ -147,7 +147,7 @@ static void test_props_bad_keys(void **state)
 {
 	const char text[] = "db user=x\n=value\nscript.fence=/a/b\\\nok=1\n";
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	parse_text(text, sizeof(text) - 1, &p, &pr);
 	assert_int_equal(pr.n, 3);
@@ -156,7 +156,7 @@ static void test_props_bad_keys(void **state)
 	assert_true(has_problem(&pr, ":3: script.fence: ends in '\\'", NULL));
 	assert_int_equal(p.n, 1);
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* A very long line is reported and the lines after it still count. */
@@ -165,7 +165,7 @@ static void test_props_long_line(void **state)
 	size_t n = PROPS_MAX_LINE + 100;
 	char *text = malloc(n + 64);
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	assert_non_null(text);
 	memcpy(text, "a=", 2);
@@ -177,7 +177,7 @@ static void test_props_long_line(void **state)
 	assert_string_equal(value_of(&p, "b", NULL), "2");
 	free(text);
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* A file of nonsense stops after PROPS_MAX_PROBLEMS problems. */
@@ -186,7 +186,7 @@ static void test_props_too_many(void **state)
 	char text[4096];
 	size_t used = 0;
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	for (int i = 0; i < 200; i++)
 		used += (size_t)snprintf(text + used, sizeof(text) - used, "junk%d\n", i % 10);
@@ -194,7 +194,7 @@ static void test_props_too_many(void **state)
 	assert_int_equal(pr.n, PROPS_MAX_PROBLEMS + 1);
 	assert_true(has_problem(&pr, "too many problems", NULL));
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* write_tmp writes len bytes to a fresh temporary file; returns its path in buf. */
@@ -224,7 +224,7 @@ static void test_read_binary(void **state)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct props p = {0};
-		struct config_problems pr = {0};
+		struct problems pr = {0};
 		write_tmp(path, sizeof(path), cases[i].data, cases[i].len);
 		assert_int_equal(props_read(path, &p, &pr), -EINVAL);
 		if (pr.n != 1)
@@ -233,7 +233,7 @@ static void test_read_binary(void **state)
 		assert_true(has_problem(&pr, path, cases[i].want));
 		assert_int_equal(p.n, 0);
 		unlink(path);
-		config_problems_free(&pr);
+		problems_free(&pr);
 	}
 }
 
@@ -242,7 +242,7 @@ static void test_read_not_a_file(void **state)
 {
 	char dir[] = "/tmp/efm-test-dir-XXXXXX", fifo[128];
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(props_read(dir, &p, &pr), -EISDIR);
@@ -258,7 +258,7 @@ static void test_read_not_a_file(void **state)
 	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
 	unlink(fifo);
 	rmdir(dir);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* A file over the size limit is refused before it is read. */
@@ -266,18 +266,18 @@ static void test_read_too_big(void **state)
 {
 	char path[64];
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	write_tmp(path, sizeof(path), "a=1\n", 4);
 	assert_int_equal(truncate(path, PROPS_MAX_FILE + 1), 0);
 	assert_int_equal(props_read(path, &p, &pr), -EFBIG);
 	assert_true(has_problem(&pr, path, "at most"));
 	unlink(path);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* yaml_text runs the YAML reader over a string. */
-static void yaml_text(const char *text, struct props *p, struct config_problems *pr)
+static void yaml_text(const char *text, struct props *p, struct problems *pr)
 {
 	assert_true(yamlconf_parse("t.yaml", text, strlen(text), p, pr));
 }
@@ -297,7 +297,7 @@ static void test_yaml_flatten(void **state)
 	                   "virtualIp: ~\n"
 	                   "local: {period: 5, timeout: 30}\n";
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	int line;
 
 	yaml_text(text, &p, &pr);
@@ -314,21 +314,21 @@ static void test_yaml_flatten(void **state)
 	assert_string_equal(value_of(&p, "local.period", NULL), "5");
 	assert_string_equal(value_of(&p, "local.timeout", NULL), "30");
 	props_free(&p);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* An empty YAML file or document is an empty configuration. */
 static void test_yaml_empty(void **state)
 {
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	yaml_text("", &p, &pr);
 	yaml_text("---\n", &p, &pr);
 	yaml_text("# nothing\n", &p, &pr);
 	assert_int_equal(pr.n, 0);
 	assert_int_equal(p.n, 0);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 /* Syntax errors, aliases, extra documents and odd shapes are reported with lines. */
@@ -351,7 +351,7 @@ static void test_yaml_refusals(void **state)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct props p = {0};
-		struct config_problems pr = {0};
+		struct problems pr = {0};
 		yaml_text(cases[i].text, &p, &pr);
 		if (!has_problem(&pr, cases[i].want1, cases[i].want2)) {
 			print_message("case %zu: %s\n", i, cases[i].text);
@@ -359,7 +359,7 @@ static void test_yaml_refusals(void **state)
 		}
 		assert_true(has_problem(&pr, cases[i].want1, cases[i].want2));
 		props_free(&p);
-		config_problems_free(&pr);
+		problems_free(&pr);
 	}
 }
 
@@ -368,13 +368,13 @@ static void test_yaml_binary(void **state)
 {
 	char path[64];
 	struct props p = {0};
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 
 	write_tmp(path, sizeof(path), "a: 1\n\0\0\0", 8);
 	assert_int_equal(yamlconf_read(path, &p, &pr), -EINVAL);
 	assert_true(has_problem(&pr, path, "NUL byte"));
 	unlink(path);
-	config_problems_free(&pr);
+	problems_free(&pr);
 }
 
 int main(void)

@@ -22,10 +22,10 @@
  * as "PATH:LINE: ...".  Returns false only when memory runs out.
  */
 bool yamlconf_parse(const char *path, const char *text, size_t len, struct props *out,
-                    struct config_problems *pr) __attribute__((warn_unused_result));
+                    struct problems *pr) __attribute__((warn_unused_result));
 
 /* yamlconf_read: props_read_text + yamlconf_parse; 0, -ENOENT, -ENOMEM or other negative codes. */
-int yamlconf_read(const char *path, struct props *out, struct config_problems *pr)
+int yamlconf_read(const char *path, struct props *out, struct problems *pr)
     __attribute__((warn_unused_result));
 
 #endif

@@ -265,7 +265,7 @@ bool config_option_set(struct efm_config *cfg, const struct config_option *opt, 
 			         text);
 			return false;
 		}
-		if (!config_parse_addr(text, &a)) {
+		if (!address_parse(text, &a)) {
 			snprintf(why, wl, "\"%.80s\" is not IP:PORT ([IPv6]:PORT), port 1..65535",
 			         text);
 			return false;

@@ -457,7 +457,7 @@ static size_t get_hosts(struct rbuf *r, char (*list)[CLUSTERFSM_HOST_MAX])
 	}
 	for (size_t i = 0; i < n && !r->bad; i++) {
 		get_str(r, list[i], CLUSTERFSM_HOST_MAX);
-		if (r->bad || !clusterfsm_host_of(list[i], host, sizeof(host), NULL) ||
+		if (r->bad || !address_split(list[i], host, sizeof(host), NULL) ||
 		    strcmp(host, list[i]) != 0) {
 			r->bad = true;
 			break;
@@ -475,7 +475,7 @@ static bool member_addr_ok(const char *addr)
 {
 	char host[CLUSTERFSM_HOST_MAX];
 	uint16_t port = 0;
-	return clusterfsm_host_of(addr, host, sizeof(host), &port) && port != 0;
+	return address_split(addr, host, sizeof(host), &port) && port != 0;
 }
 
 /* get_members reads the member table; ids and hosts must be unique. */

@@ -44,8 +44,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "address.h"
+
 #define CLUSTERFSM_MAX_NODES  64  /* allowed hosts, members */
-#define CLUSTERFSM_HOST_MAX   256 /* host text incl. NUL, as EFM_HOST_MAX */
+#define CLUSTERFSM_HOST_MAX   EFM_HOST_MAX /* host text incl. NUL */
 #define CLUSTERFSM_ADDR_MAX   264 /* "[host]:port" incl. NUL */
 #define CLUSTERFSM_REASON_MAX 192
 
@@ -190,13 +192,6 @@ const char *clusterfsm_up_name(enum clusterfsm_up u);        /* "UP", ... */
 const char *clusterfsm_phase_name(enum clusterfsm_phase p);  /* "FENCING", ... */
 const char *clusterfsm_code_name(enum clusterfsm_code c);    /* "OK", ... */
 const char *clusterfsm_cmd_name(enum clusterfsm_cmd_type t); /* "ALLOW_NODE", ... */
-
-/*
- * clusterfsm_host_of extracts the host of "host", "host:port", "[v6]:port",
- * "[v6]" or a bare IPv6 address; *port gets the port or 0 (port may be
- * NULL).  False if the text is not a well-formed address.
- */
-bool clusterfsm_host_of(const char *addr, char *host, size_t len, uint16_t *port);
 
 /* Queries; all return NULL / 0 / false when absent. */
 const struct clusterfsm_member *clusterfsm_member_by_id(const struct cluster_state *s, uint64_t id);

@@ -155,7 +155,5 @@ bool cluster_reset_rpc(struct cluster *c, struct rpc_conn *conn, const char *pee
  * set. */
 void cluster_reset_gone(struct cluster *c);
 
-/* cluster_format_addr writes a "host:port" peer address ("[v6]:port" for IPv6). */
-void cluster_format_addr(const struct efm_addr *a, char *buf, size_t len);
 
 #endif

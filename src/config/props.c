@@ -47,7 +47,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t left)
 }
 
 /* check_text records the first reason text is not a text file; false then. */
-static bool check_text(const char *path, const char *text, size_t len, struct config_problems *pr)
+static bool check_text(const char *path, const char *text, size_t len, struct problems *pr)
 {
 	const unsigned char *s = (const unsigned char *)text;
 	int line = 1;
@@ -55,7 +55,7 @@ static bool check_text(const char *path, const char *text, size_t len, struct co
 	for (size_t i = 0; i < len;) {
 		unsigned char c = s[i];
 		if (c == '\0') {
-			config_problems_add(pr, "%s:%d: contains a NUL byte; is this a text file?",
+			problems_add(pr, "%s:%d: contains a NUL byte; is this a text file?",
 			                    path, line);
 			return false;
 		}
@@ -65,7 +65,7 @@ static bool check_text(const char *path, const char *text, size_t len, struct co
 			continue;
 		}
 		if (c < 0x20 && c != '\t' && c != '\r' && c != '\f') {
-			config_problems_add(pr,
+			problems_add(pr,
 			                    "%s:%d: contains control character 0x%02x; is this a "
 			                    "text file?",
 			                    path, line, c);
@@ -73,7 +73,7 @@ static bool check_text(const char *path, const char *text, size_t len, struct co
 		}
 		size_t n = utf8_seq_len(s + i, len - i);
 		if (n == 0) {
-			config_problems_add(pr, "%s:%d: is not valid UTF-8 text", path, line);
+			problems_add(pr, "%s:%d: is not valid UTF-8 text", path, line);
 			return false;
 		}
 		i += n;
@@ -81,7 +81,7 @@ static bool check_text(const char *path, const char *text, size_t len, struct co
 	return true;
 }
 
-int props_read_text(const char *path, char **out, size_t *len, struct config_problems *pr)
+int props_read_text(const char *path, char **out, size_t *len, struct problems *pr)
 {
 	struct stat st;
 	char *buf;
@@ -96,27 +96,27 @@ int props_read_text(const char *path, char **out, size_t *len, struct config_pro
 		err = errno;
 		if (err == ENOENT)
 			return -ENOENT;
-		config_problems_add(pr, "%s: cannot open: %s", path, strerror(err));
+		problems_add(pr, "%s: cannot open: %s", path, strerror(err));
 		return -err;
 	}
 	if (fstat(fd, &st) != 0) {
 		err = errno;
-		config_problems_add(pr, "%s: cannot stat: %s", path, strerror(err));
+		problems_add(pr, "%s: cannot stat: %s", path, strerror(err));
 		close(fd);
 		return -err;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		config_problems_add(pr, "%s: is a directory, not a file", path);
+		problems_add(pr, "%s: is a directory, not a file", path);
 		close(fd);
 		return -EISDIR;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		config_problems_add(pr, "%s: is not a regular file", path);
+		problems_add(pr, "%s: is not a regular file", path);
 		close(fd);
 		return -EINVAL;
 	}
 	if (st.st_size > PROPS_MAX_FILE) {
-		config_problems_add(pr, "%s: is %lld bytes; a configuration file is at most %d",
+		problems_add(pr, "%s: is %lld bytes; a configuration file is at most %d",
 		                    path, (long long)st.st_size, PROPS_MAX_FILE);
 		close(fd);
 		return -EFBIG;
@@ -133,7 +133,7 @@ int props_read_text(const char *path, char **out, size_t *len, struct config_pro
 			continue;
 		if (r < 0) {
 			err = errno;
-			config_problems_add(pr, "%s: cannot read: %s", path, strerror(err));
+			problems_add(pr, "%s: cannot read: %s", path, strerror(err));
 			free(buf);
 			close(fd);
 			return -err;
@@ -208,7 +208,7 @@ static bool key_ok(const char *k, size_t n)
 
 /* parse_line handles one line (without its '\n'); false only when memory runs out. */
 static bool parse_line(const char *path, int lineno, char *s, size_t n, struct props *out,
-                       struct config_problems *pr)
+                       struct problems *pr)
 {
 	while (n > 0 && is_space(s[n - 1]))
 		n--;
@@ -223,7 +223,7 @@ static bool parse_line(const char *path, int lineno, char *s, size_t n, struct p
 	char *eq = strchr(s, '=');
 	if (eq == NULL) {
 		size_t w = strcspn(s, " \t\f:");
-		config_problems_add(pr, "%s:%d: %.*s: missing '=' (write KEY=VALUE)", path, lineno,
+		problems_add(pr, "%s:%d: %.*s: missing '=' (write KEY=VALUE)", path, lineno,
 		                    (int)(w > 60 ? 60 : w), s);
 		return true;
 	}
@@ -234,11 +234,11 @@ static bool parse_line(const char *path, int lineno, char *s, size_t n, struct p
 		val++;
 	size_t klen = (size_t)(kend - key), vlen = strlen(val);
 	if (klen == 0) {
-		config_problems_add(pr, "%s:%d: missing key before '='", path, lineno);
+		problems_add(pr, "%s:%d: missing key before '='", path, lineno);
 		return true;
 	}
 	if (!key_ok(key, klen)) {
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s:%d: %.*s: not a valid key (keys are letters, digits, '.', "
 		                    "'_' and '-')",
 		                    path, lineno, (int)(klen > 60 ? 60 : klen), key);
@@ -246,7 +246,7 @@ static bool parse_line(const char *path, int lineno, char *s, size_t n, struct p
 	}
 	*kend = '\0';
 	if (vlen > 0 && val[vlen - 1] == '\\') {
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s:%d: %s: ends in '\\'; continuation lines are not "
 		                    "supported, put the value on one line",
 		                    path, lineno, key);
@@ -254,7 +254,7 @@ static bool parse_line(const char *path, int lineno, char *s, size_t n, struct p
 	}
 	if (vlen >= 2 && (val[0] == '"' || val[0] == '\'') && val[vlen - 1] == val[0]) {
 		/* Keep the unquoted value so that one mistake is reported once. */
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s:%d: %s: values must not be quoted; write %s=%.*s without "
 		                    "the quotes",
 		                    path, lineno, key, key, (int)(vlen - 2 > 80 ? 80 : vlen - 2),
@@ -266,7 +266,7 @@ static bool parse_line(const char *path, int lineno, char *s, size_t n, struct p
 }
 
 bool props_parse(const char *path, const char *text, size_t len, struct props *out,
-                 struct config_problems *pr)
+                 struct problems *pr)
 {
 	char line[PROPS_MAX_LINE + 1];
 	size_t start_problems = pr->n;
@@ -280,18 +280,18 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
 		size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
 		lineno++;
 		if (pr->n - start_problems >= PROPS_MAX_PROBLEMS) {
-			config_problems_add(pr, "%s:%d: too many problems; giving up on this file",
+			problems_add(pr, "%s:%d: too many problems; giving up on this file",
 			                    path, lineno);
 			break;
 		}
 		if (n > PROPS_MAX_LINE) {
-			config_problems_add(pr, "%s:%d: line is %zu bytes long; the limit is %d",
+			problems_add(pr, "%s:%d: line is %zu bytes long; the limit is %d",
 			                    path, lineno, n, PROPS_MAX_LINE);
 		} else {
 			memcpy(line, text + i, n);
 			line[n] = '\0';
 			if (memchr(line, '\0', n) != NULL) {
-				config_problems_add(pr, "%s:%d: contains a NUL byte", path, lineno);
+				problems_add(pr, "%s:%d: contains a NUL byte", path, lineno);
 			} else if (!parse_line(path, lineno, line, n, out, pr)) {
 				return false;
 			}
@@ -301,7 +301,7 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
 	return true;
 }
 
-int props_read(const char *path, struct props *out, struct config_problems *pr)
+int props_read(const char *path, struct props *out, struct problems *pr)
 {
 	char *text;
 	size_t len;

@@ -27,6 +27,7 @@
 
 #include <openssl/crypto.h>
 
+#include "address.h"
 #include "log.h"
 
 /* Refusal warnings: at most WARN_BURST per WARN_WINDOW_MS, then a count. */
@@ -134,23 +135,12 @@ static void tp_warn(struct tp *tp, const char *fmt, ...)
 static bool split_address(const char *address, char *host, size_t hostlen, char *port,
                           size_t portlen)
 {
-	const char *colon = strrchr(address, ':');
-	if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= portlen)
+	struct efm_addr a;
+	if (!address_parse(address, &a) || strlen(a.host) >= hostlen)
 		return false;
-	const char *h = address;
-	size_t hl = (size_t)(colon - address);
-	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= hostlen)
-		return false;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	snprintf(port, portlen, "%s", colon + 1);
-	char *end;
-	long p = strtol(port, &end, 10);
-	return *end == '\0' && p > 0 && p <= 65535;
+	snprintf(host, hostlen, "%s", a.host);
+	snprintf(port, portlen, "%u", a.port);
+	return true;
 }
 
 /* sockaddr_text formats an address as "ip:port" / "[ip]:port", and the bare ip. */

@@ -12,12 +12,12 @@
 #include <string.h>
 
 /* check_timing: the local monitor's timeouts must fit together. */
-static void check_timing(const struct efm_config *cfg, struct config_problems *pr)
+static void check_timing(const struct efm_config *cfg, struct problems *pr)
 {
 	if (cfg->is_witness)
 		return;
 	if (cfg->local_timeout_s < cfg->local_period_s)
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: local.timeout: %d s is shorter than local.period (%d s); "
 		                    "local.timeout must be at least local.period, or the final "
 		                    "check starts before a regular check could succeed",
@@ -25,14 +25,14 @@ static void check_timing(const struct efm_config *cfg, struct config_problems *p
 }
 
 /* check_vip: the virtual IP is all or nothing, and must fit its address family. */
-static void check_vip(const struct efm_config *cfg, struct config_problems *pr)
+static void check_vip(const struct efm_config *cfg, struct problems *pr)
 {
 	bool ip = cfg->virtual_ip[0] != '\0', ifc = cfg->virtual_ip_interface[0] != '\0',
 	     mask = cfg->virtual_ip_prefix >= 0;
 	unsigned char buf[16];
 
 	if ((ip || ifc || mask) && !(ip && ifc && mask)) {
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: virtualIp: a virtual IP needs virtualIp, "
 		                    "virtualIp.interface and virtualIp.netmask (or "
 		                    "virtual.ip.prefix) together; missing:%s%s%s",
@@ -44,47 +44,47 @@ static void check_vip(const struct efm_config *cfg, struct config_problems *pr)
 	if (!ip)
 		return;
 	if (inet_pton(AF_INET, cfg->virtual_ip, buf) == 1 && cfg->virtual_ip_prefix > 32)
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: virtual.ip.prefix: %d is too long for the IPv4 address %s "
 		                    "(0..32)",
 		                    cfg->props_path, cfg->virtual_ip_prefix, cfg->virtual_ip);
 	if (strcmp(cfg->virtual_ip, cfg->bind.host) == 0)
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: virtualIp: %s is this node's bind.address; the virtual IP "
 		                    "must be an address of its own",
 		                    cfg->props_path, cfg->virtual_ip);
 }
 
 /* check_ping_server: the ping server must be outside the cluster. */
-static void check_ping_server(const struct efm_config *cfg, struct config_problems *pr)
+static void check_ping_server(const struct efm_config *cfg, struct problems *pr)
 {
 	if (cfg->ping_server_ip[0] == '\0')
 		return;
 	if (strcmp(cfg->ping_server_ip, cfg->bind.host) == 0 ||
 	    strcmp(cfg->ping_server_ip, cfg->virtual_ip) == 0)
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: pingServerIp: %s belongs to the cluster; use a server "
 		                    "outside it",
 		                    cfg->props_path, cfg->ping_server_ip);
 }
 
 /* check_notify: SMTP settings that contradict each other. */
-static void check_notify(const struct efm_config *cfg, struct config_problems *pr)
+static void check_notify(const struct efm_config *cfg, struct problems *pr)
 {
 	if (cfg->notification_smtp_starttls &&
 	    strncmp(cfg->notification_smtp_url, "smtps://", 8) == 0)
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: notification.smtp.starttls: true, but %s already uses TLS "
 		                    "from the start; use smtp:// with STARTTLS or smtps:// without",
 		                    cfg->props_path, cfg->notification_smtp_url);
 	if (cfg->notification_smtp_password[0] != '\0' && cfg->notification_smtp_user[0] == '\0')
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: notification.smtp.password: given without "
 		                    "notification.smtp.user",
 		                    cfg->props_path);
 }
 
-void config_check_rules(const struct efm_config *cfg, struct config_problems *pr)
+void config_check_rules(const struct efm_config *cfg, struct problems *pr)
 {
 	check_timing(cfg, pr);
 	check_vip(cfg, pr);
@@ -130,7 +130,7 @@ static void print_adapters(FILE *out)
 	freeifaddrs(ifs);
 }
 
-size_t config_prop_check(FILE *out, const struct efm_config *cfg, const struct config_problems *pr)
+size_t config_prop_check(FILE *out, const struct efm_config *cfg, const struct problems *pr)
 {
 	fprintf(out, "Agents:");
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
@@ -166,7 +166,7 @@ static bool printable(const struct config_option *opt)
 }
 
 size_t config_restart_changes(const struct efm_config *old, const struct efm_config *new_cfg,
-                              struct config_problems *pr)
+                              struct problems *pr)
 {
 	char a[1024], b[1024];
 	size_t n = 0;
@@ -182,13 +182,13 @@ size_t config_restart_changes(const struct efm_config *old, const struct efm_con
 			continue;
 		n++;
 		if (printable(opt))
-			config_problems_add(
+			problems_add(
 			    pr,
 			    "%s: %s: changed from \"%.80s\" to \"%.80s\"; takes effect "
 			    "only after a restart",
 			    new_cfg->props_path, opt->name, a, b);
 		else
-			config_problems_add(pr,
+			problems_add(pr,
 			                    "%s: %s: changed; takes effect only after a restart",
 			                    new_cfg->props_path, opt->name);
 	}

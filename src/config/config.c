@@ -20,78 +20,6 @@
 /* Plenty for any real cluster; a bigger .nodes file is a mistake. */
 #define NODES_MAX 1024
 
-void config_problems_add(struct config_problems *pr, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	char *copy = strdup(buf);
-	char **msgs = copy ? realloc(pr->msgs, (pr->n + 1) * sizeof(*msgs)) : NULL;
-	if (msgs == NULL) {
-		/* Out of memory: the caller learns of it from config_load's NULL. */
-		free(copy);
-		return;
-	}
-	pr->msgs = msgs;
-	pr->msgs[pr->n++] = copy;
-}
-
-void config_problems_free(struct config_problems *pr)
-{
-	for (size_t i = 0; i < pr->n; i++)
-		free(pr->msgs[i]);
-	free(pr->msgs);
-	pr->msgs = NULL;
-	pr->n = 0;
-}
-
-bool config_parse_addr(const char *text, struct efm_addr *out)
-{
-	const char *host, *hend, *colon;
-
-	if (text == NULL)
-		return false;
-	if (text[0] == '[') {
-		host = text + 1;
-		hend = strchr(host, ']');
-		if (hend == NULL || hend[1] != ':')
-			return false;
-		colon = hend + 1;
-	} else {
-		host = text;
-		colon = strrchr(text, ':');
-		if (colon == NULL)
-			return false;
-		hend = colon;
-		/* An unbracketed IPv6 address leaves the port ambiguous. */
-		if (memchr(host, ':', (size_t)(hend - host)) != NULL)
-			return false;
-	}
-	size_t hlen = (size_t)(hend - host);
-	if (hlen == 0 || hlen >= EFM_HOST_MAX)
-		return false;
-	for (const char *p = host; p < hend; p++) {
-		if (*p <= ' ' || *p == '[' || *p == ']' || *p == '/' || *p == 0x7f)
-			return false;
-	}
-	const char *port = colon + 1;
-	size_t plen = strlen(port);
-	if (plen == 0 || plen > 5 || strspn(port, "0123456789") != plen)
-		return false;
-	long p = strtol(port, NULL, 10);
-	if (p < 1 || p > 65535)
-		return false;
-	memcpy(out->host, host, hlen);
-	out->host[hlen] = '\0';
-	out->port = (uint16_t)p;
-	return true;
-}
-
 bool config_vip_enabled(const struct efm_config *cfg)
 {
 	return cfg->virtual_ip[0] != '\0' && cfg->virtual_ip_interface[0] != '\0' &&
@@ -135,7 +63,7 @@ static bool cluster_name_ok(const char *c)
  * to the entry that set canonical row i (for duplicates and required keys).
  */
 static void apply_entries(struct efm_config *cfg, const struct props *pp,
-                          const struct props_entry **given, struct config_problems *pr)
+                          const struct props_entry **given, struct problems *pr)
 {
 	const char *path = cfg->props_path;
 	char why[512];
@@ -145,7 +73,7 @@ static void apply_entries(struct efm_config *cfg, const struct props *pp,
 		const struct config_option *opt = config_option_find(e->key);
 		if (opt == NULL) {
 			const char *s = config_suggest(e->key);
-			config_problems_add(pr, "%s:%d: %.80s: unknown key%s%s%s", path, e->line,
+			problems_add(pr, "%s:%d: %.80s: unknown key%s%s%s", path, e->line,
 			                    e->key, s ? " (did you mean " : "", s ? s : "",
 			                    s ? "?)" : "");
 			continue;
@@ -154,11 +82,11 @@ static void apply_entries(struct efm_config *cfg, const struct props *pp,
 		size_t idx = (size_t)(canon - config_table_get(0));
 		if (given[idx] != NULL) {
 			if (strcmp(given[idx]->key, e->key) == 0)
-				config_problems_add(
+				problems_add(
 				    pr, "%s:%d: %s: duplicate key (first given on line %d)", path,
 				    e->line, e->key, given[idx]->line);
 			else
-				config_problems_add(
+				problems_add(
 				    pr,
 				    "%s:%d: %s: duplicate key: %s on line %d is the "
 				    "same setting; keep one",
@@ -170,13 +98,13 @@ static void apply_entries(struct efm_config *cfg, const struct props *pp,
 		if (e->value[0] == '\0')
 			continue;
 		if (!config_option_set(cfg, opt, e->value, why, sizeof(why)))
-			config_problems_add(pr, "%s:%d: %s: %s", path, e->line, e->key, why);
+			problems_add(pr, "%s:%d: %s: %s", path, e->line, e->key, why);
 	}
 }
 
 /* check_required reports required keys that were not given a value. */
 static void check_required(const struct efm_config *cfg, const struct props_entry **given,
-                           struct config_problems *pr)
+                           struct problems *pr)
 {
 	for (size_t i = 0; i < config_table_size(); i++) {
 		const struct config_option *opt = config_table_get(i);
@@ -185,11 +113,11 @@ static void check_required(const struct efm_config *cfg, const struct props_entr
 		if (!needed || opt->alias_of != NULL)
 			continue;
 		if (given[i] == NULL)
-			config_problems_add(
+			problems_add(
 			    pr, "%s: %s: required%s but not set", cfg->props_path, opt->name,
 			    (opt->flags & CONFIG_F_WITNESS_REQ) ? "" : " on a database node");
 		else if (given[i]->value[0] == '\0' && !(opt->flags & CONFIG_F_EMPTY_OK))
-			config_problems_add(
+			problems_add(
 			    pr, "%s:%d: %s: required%s but empty", cfg->props_path, given[i]->line,
 			    given[i]->key,
 			    (opt->flags & CONFIG_F_WITNESS_REQ) ? "" : " on a database node");
@@ -247,7 +175,7 @@ static bool set_derived(struct efm_config *cfg, const struct props_entry **given
 }
 
 /* read_nodes reads the .nodes file; a missing file is an empty list. */
-static bool read_nodes(struct efm_config *cfg, struct config_problems *pr)
+static bool read_nodes(struct efm_config *cfg, struct problems *pr)
 {
 	char *text;
 	size_t len;
@@ -282,15 +210,15 @@ static bool read_nodes(struct efm_config *cfg, struct config_problems *pr)
 			memcpy(tok, p, n);
 			tok[n] = '\0';
 			good =
-			    config_parse_addr(tok, &a) && (inet_pton(AF_INET, a.host, ipbuf) == 1 ||
+			    address_parse(tok, &a) && (inet_pton(AF_INET, a.host, ipbuf) == 1 ||
 			                                   inet_pton(AF_INET6, a.host, ipbuf) == 1);
 		}
 		if (!good) {
-			config_problems_add(pr,
+			problems_add(pr,
 			                    "%s:%d: \"%.*s\": not a node address (write IP:PORT)",
 			                    cfg->nodes_path, line, (int)(n > 80 ? 80 : n), p);
 		} else if (cfg->n_nodes >= NODES_MAX) {
-			config_problems_add(pr, "%s:%d: more than %d nodes listed", cfg->nodes_path,
+			problems_add(pr, "%s:%d: more than %d nodes listed", cfg->nodes_path,
 			                    line, NODES_MAX);
 			break;
 		} else {
@@ -316,7 +244,7 @@ static bool read_nodes(struct efm_config *cfg, struct config_problems *pr)
 }
 
 /* read_props finds and reads the .properties or .yaml file; 0 or a negative code. */
-static int read_props(struct efm_config *cfg, struct props *pp, struct config_problems *pr)
+static int read_props(struct efm_config *cfg, struct props *pp, struct problems *pr)
 {
 	char *yaml = dup_path(cfg->config_dir, cfg->cluster, ".yaml");
 	if (yaml == NULL)
@@ -325,7 +253,7 @@ static int read_props(struct efm_config *cfg, struct props *pp, struct config_pr
 	int rc;
 
 	if (have_props && have_yaml)
-		config_problems_add(pr, "%s: %s exists too; keep only one of the two files",
+		problems_add(pr, "%s: %s exists too; keep only one of the two files",
 		                    cfg->props_path, yaml);
 	if (!have_props && have_yaml) {
 		free(cfg->props_path);
@@ -336,13 +264,13 @@ static int read_props(struct efm_config *cfg, struct props *pp, struct config_pr
 		rc = props_read(cfg->props_path, pp, pr);
 	}
 	if (rc == -ENOENT)
-		config_problems_add(pr, "%s: no such file (nor %s)", cfg->props_path,
+		problems_add(pr, "%s: no such file (nor %s)", cfg->props_path,
 		                    yaml ? yaml : "a .yaml file");
 	free(yaml);
 	return rc;
 }
 
-struct efm_config *config_load(const char *dir, const char *cluster, struct config_problems *pr)
+struct efm_config *config_load(const char *dir, const char *cluster, struct problems *pr)
 {
 	struct efm_config *cfg = calloc(1, sizeof(*cfg));
 	struct props pp = {0};
@@ -360,7 +288,7 @@ struct efm_config *config_load(const char *dir, const char *cluster, struct conf
 	if (cfg->props_path == NULL || cfg->nodes_path == NULL || given == NULL)
 		goto nomem;
 	if (!cluster_name_ok(cfg->cluster)) {
-		config_problems_add(pr,
+		problems_add(pr,
 		                    "%s: \"%.80s\" is not a usable cluster name (letters, digits, "
 		                    "'.', '_' and '-', not starting with '.' or '-')",
 		                    cfg->config_dir, cfg->cluster);

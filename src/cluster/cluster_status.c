@@ -66,7 +66,7 @@ static void add_member_row(struct cluster *c, struct status_model *m,
 	if (n == NULL)
 		return;
 	char host[CLUSTERFSM_HOST_MAX];
-	if (!clusterfsm_host_of(fm->address, host, sizeof(host), NULL))
+	if (!address_split(fm->address, host, sizeof(host), NULL))
 		snprintf(host, sizeof(host), "%s", fm->address);
 	snprintf(n->address, sizeof(n->address), "%s", host);
 	n->type = (enum node_type)fm->role;

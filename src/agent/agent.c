@@ -245,7 +245,7 @@ static void retire_config(struct agent *a, struct efm_config *old)
  * once. */
 static void reload(struct agent *a)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = config_load(a->paths.config_dir, a->cluster, &pr);
 	if (cfg == NULL || pr.n > 0) {
 		log_warning("agent %s: reload refused, the configuration has %zu problem(s); the "
@@ -253,11 +253,11 @@ static void reload(struct agent *a)
 		            agent_local_address(a), pr.n);
 		for (size_t i = 0; i < pr.n; i++)
 			log_warning("%s", pr.msgs[i]);
-		config_problems_free(&pr);
+		problems_free(&pr);
 		config_free(cfg);
 		return;
 	}
-	config_problems_free(&pr);
+	problems_free(&pr);
 	if (cfg->efm_loglevel != a->cfg->efm_loglevel) {
 		log_info("agent %s: efm.loglevel %s -> %s", agent_local_address(a),
 		         log_level_name(a->cfg->efm_loglevel), log_level_name(cfg->efm_loglevel));
@@ -353,7 +353,7 @@ static int make_dir(const char *path, mode_t mode)
 /* load_config reads and validates the configuration; false after logging every problem. */
 static bool load_config(struct agent *a)
 {
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	a->cfg = config_load(a->paths.config_dir, a->cluster, &pr);
 	if (a->cfg == NULL || pr.n > 0) {
 		for (size_t i = 0; i < pr.n; i++)
@@ -361,10 +361,10 @@ static bool load_config(struct agent *a)
 		log_severe("cluster %s: refusing to start: %zu problem(s) in the configuration in "
 		           "%s ('efm prop-check %s' lists them)",
 		           a->cluster, pr.n, a->paths.config_dir, a->cluster);
-		config_problems_free(&pr);
+		problems_free(&pr);
 		return false;
 	}
-	config_problems_free(&pr);
+	problems_free(&pr);
 	log_set_level(a->cfg->efm_loglevel);
 	return true;
 }

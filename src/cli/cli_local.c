@@ -24,16 +24,16 @@ int cli_prop_check(const struct cli_ctx *ctx, int argc, char **argv)
 	const char *cluster = argv[0];
 	if (!cli_valid_cluster(cluster))
 		return cli_usage_error(ctx, "invalid cluster name \"%s\"", cluster);
-	struct config_problems pr = {0};
+	struct problems pr = {0};
 	struct efm_config *cfg = config_load(ctx->config_dir, cluster, &pr);
 	if (cfg == NULL) {
-		config_problems_free(&pr);
+		problems_free(&pr);
 		cli_error("out of memory loading the configuration of cluster %s", cluster);
 		return CLI_EXIT_FAIL;
 	}
 	size_t problems = config_prop_check(stdout, cfg, &pr);
 	config_free(cfg);
-	config_problems_free(&pr);
+	problems_free(&pr);
 	return problems == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 

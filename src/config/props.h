@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "problems.h"
 
 /* A file larger than this is not a configuration file. */
 #define PROPS_MAX_FILE (1024 * 1024)
@@ -42,7 +42,7 @@ struct props {
  * caller decides whether that matters); any other negative code after
  * recording a problem in pr.
  */
-int props_read_text(const char *path, char **out, size_t *len, struct config_problems *pr)
+int props_read_text(const char *path, char **out, size_t *len, struct problems *pr)
     __attribute__((warn_unused_result));
 
 /*
@@ -52,10 +52,10 @@ int props_read_text(const char *path, char **out, size_t *len, struct config_pro
  * skipped.  Returns false only when memory runs out.
  */
 bool props_parse(const char *path, const char *text, size_t len, struct props *out,
-                 struct config_problems *pr) __attribute__((warn_unused_result));
+                 struct problems *pr) __attribute__((warn_unused_result));
 
 /* props_read: props_read_text + props_parse; -ENOENT, -ENOMEM or other negative codes. */
-int props_read(const char *path, struct props *out, struct config_problems *pr)
+int props_read(const char *path, struct props *out, struct problems *pr)
     __attribute__((warn_unused_result));
 
 /* props_add appends a copy of key and value; false when memory runs out. */

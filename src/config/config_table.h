@@ -100,14 +100,14 @@ void config_free_strings(struct efm_config *cfg);
  * config_check_rules records the rules that involve several keys (timing
  * relations, VIP all-or-nothing...) in pr, naming props_path.
  */
-void config_check_rules(const struct efm_config *cfg, struct config_problems *pr);
+void config_check_rules(const struct efm_config *cfg, struct problems *pr);
 
 /*
  * config_restart_changes records, for a reload from old to new, every key
  * that changed but takes effect only after a restart.  Returns their number.
  */
 size_t config_restart_changes(const struct efm_config *old, const struct efm_config *new_cfg,
-                              struct config_problems *pr);
+                              struct problems *pr);
 
 /*
  * config_shared_text writes "key=value\n" for every key all nodes must agree

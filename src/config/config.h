@@ -14,14 +14,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "address.h"
 #include "log.h"
-
-#define EFM_HOST_MAX 256
-
-struct efm_addr {
-	char host[EFM_HOST_MAX];
-	uint16_t port;
-};
+#include "problems.h"
 
 /* Severity of a notification; also the type of notification.level. */
 enum efm_severity {
@@ -96,16 +91,6 @@ struct efm_config {
 	size_t n_nodes;
 };
 
-/* A list of problems found in the configuration, each "FILE:LINE: key: what". */
-struct config_problems {
-	char **msgs;
-	size_t n;
-};
-
-void config_problems_add(struct config_problems *pr, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void config_problems_free(struct config_problems *pr);
-
 /*
  * config_load reads DIR/CLUSTER.properties (or DIR/CLUSTER.yaml) and
  * DIR/CLUSTER.nodes.  It always returns a config (defaults where the input
@@ -113,7 +98,7 @@ void config_problems_free(struct config_problems *pr);
  * pr->n == 0 afterwards.  A missing properties file is a problem, a missing
  * .nodes file is not (an empty cluster list).
  */
-struct efm_config *config_load(const char *dir, const char *cluster, struct config_problems *pr);
+struct efm_config *config_load(const char *dir, const char *cluster, struct problems *pr);
 void config_free(struct efm_config *cfg);
 
 /* config_vip_enabled: all of virtualIp, its interface and netmask/prefix set. */
@@ -123,15 +108,12 @@ bool config_vip_enabled(const struct efm_config *cfg);
  * config_prop_check prints the guide's prop-check report for cfg to out,
  * then every problem in pr; returns the number of problems.
  */
-size_t config_prop_check(FILE *out, const struct efm_config *cfg, const struct config_problems *pr);
+size_t config_prop_check(FILE *out, const struct efm_config *cfg, const struct problems *pr);
 
 /*
  * config_write_samples writes DIR/efm.properties.in (every key with a comment,
  * its default and its bounds) and DIR/efm.nodes.in.  Returns 0 or -errno.
  */
 int config_write_samples(const char *dir);
-
-/* config_parse_addr parses "host:port" ([v6]:port too); false when malformed. */
-bool config_parse_addr(const char *text, struct efm_addr *out);
 
 #endif

@@ -15,7 +15,7 @@ struct walker {
 	yaml_parser_t parser;
 	const char *path;
 	struct props *out;
-	struct config_problems *pr;
+	struct problems *pr;
 	bool broken; /* a syntax error: libyaml cannot go on */
 	bool nomem;
 };
@@ -29,7 +29,7 @@ static bool next_event(struct walker *w, yaml_event_t *ev)
 		if (w->parser.error == YAML_MEMORY_ERROR) {
 			w->nomem = true;
 		} else {
-			config_problems_add(w->pr, "%s:%zu: YAML syntax error: %s%s%s", w->path,
+			problems_add(w->pr, "%s:%zu: YAML syntax error: %s%s%s", w->path,
 			                    w->parser.problem_mark.line + 1,
 			                    w->parser.problem ? w->parser.problem : "unknown",
 			                    w->parser.context ? " " : "",
@@ -81,12 +81,12 @@ static void add_scalar(struct walker *w, const char *key, const yaml_event_t *ev
 {
 	const char *v = scalar_text(ev);
 	if (ev->data.scalar.length != strlen((const char *)ev->data.scalar.value)) {
-		config_problems_add(w->pr, "%s:%d: %s: value contains a NUL character", w->path,
+		problems_add(w->pr, "%s:%d: %s: value contains a NUL character", w->path,
 		                    ev_line(ev), key);
 		return;
 	}
 	if (strpbrk(v, "\r\n") != NULL) {
-		config_problems_add(w->pr, "%s:%d: %s: value spans several lines; write it on one",
+		problems_add(w->pr, "%s:%d: %s: value spans several lines; write it on one",
 		                    w->path, ev_line(ev), key);
 		return;
 	}
@@ -110,7 +110,7 @@ static void walk_sequence(struct walker *w, const char *key, int line)
 		}
 		if (e.type != YAML_SCALAR_EVENT) {
 			if (ok)
-				config_problems_add(w->pr,
+				problems_add(w->pr,
 				                    "%s:%d: %s: a list may hold only plain values",
 				                    w->path, ev_line(&e), key);
 			ok = false;
@@ -119,7 +119,7 @@ static void walk_sequence(struct walker *w, const char *key, int line)
 			int n = snprintf(buf + used, sizeof(buf) - used, "%s%s",
 			                 used > 0 ? ", " : "", scalar_text(&e));
 			if (n < 0 || (size_t)n >= sizeof(buf) - used) {
-				config_problems_add(w->pr, "%s:%d: %s: list is too long", w->path,
+				problems_add(w->pr, "%s:%d: %s: list is too long", w->path,
 				                    line, key);
 				ok = false;
 			} else {
@@ -143,7 +143,7 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 			return;
 		}
 		if (k.type != YAML_SCALAR_EVENT) {
-			config_problems_add(w->pr, "%s:%d: keys must be plain names", w->path,
+			problems_add(w->pr, "%s:%d: keys must be plain names", w->path,
 			                    ev_line(&k));
 			skip_node(w, &k);
 			yaml_event_delete(&k);
@@ -160,7 +160,7 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 		int line = ev_line(&k);
 		bool key_ok = n > 0 && (size_t)n < sizeof(key) && k.data.scalar.length > 0;
 		if (!key_ok)
-			config_problems_add(w->pr, "%s:%d: key is empty or too long", w->path,
+			problems_add(w->pr, "%s:%d: key is empty or too long", w->path,
 			                    line);
 		yaml_event_delete(&k);
 		if (!next_event(w, &v))
@@ -171,7 +171,7 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 			add_scalar(w, key, &v);
 		} else if (v.type == YAML_MAPPING_START_EVENT) {
 			if (depth >= YAMLCONF_MAX_DEPTH) {
-				config_problems_add(w->pr, "%s:%d: %s: nested too deeply", w->path,
+				problems_add(w->pr, "%s:%d: %s: nested too deeply", w->path,
 				                    line, key);
 				skip_node(w, &v);
 			} else {
@@ -180,7 +180,7 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 		} else if (v.type == YAML_SEQUENCE_START_EVENT) {
 			walk_sequence(w, key, line);
 		} else if (v.type == YAML_ALIAS_EVENT) {
-			config_problems_add(w->pr, "%s:%d: %s: aliases (*name) are not supported",
+			problems_add(w->pr, "%s:%d: %s: aliases (*name) are not supported",
 			                    w->path, line, key);
 		}
 		yaml_event_delete(&v);
@@ -197,7 +197,7 @@ static void walk_document(struct walker *w)
 	if (e.type == YAML_MAPPING_START_EVENT) {
 		walk_mapping(w, "", 1);
 	} else if (!(e.type == YAML_SCALAR_EVENT && scalar_text(&e)[0] == '\0')) {
-		config_problems_add(w->pr,
+		problems_add(w->pr,
 		                    "%s:%d: the document must be a mapping of keys to values",
 		                    w->path, ev_line(&e));
 		skip_node(w, &e);
@@ -206,7 +206,7 @@ static void walk_document(struct walker *w)
 }
 
 bool yamlconf_parse(const char *path, const char *text, size_t len, struct props *out,
-                    struct config_problems *pr)
+                    struct problems *pr)
 {
 	struct walker w = {.path = path, .out = out, .pr = pr};
 	int documents = 0;
@@ -219,7 +219,7 @@ bool yamlconf_parse(const char *path, const char *text, size_t len, struct props
 		yaml_event_type_t t = e.type;
 		if (t == YAML_DOCUMENT_START_EVENT) {
 			if (++documents > 1) {
-				config_problems_add(pr, "%s:%d: only one YAML document is allowed",
+				problems_add(pr, "%s:%d: only one YAML document is allowed",
 				                    path, ev_line(&e));
 				yaml_event_delete(&e);
 				break;
@@ -234,7 +234,7 @@ bool yamlconf_parse(const char *path, const char *text, size_t len, struct props
 	return !w.nomem;
 }
 
-int yamlconf_read(const char *path, struct props *out, struct config_problems *pr)
+int yamlconf_read(const char *path, struct props *out, struct problems *pr)
 {
 	char *text;
 	size_t len;

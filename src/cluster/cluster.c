@@ -39,12 +39,6 @@ uint64_t cluster_now(const struct cluster *c)
 	return uv_now(c->loop);
 }
 
-void cluster_format_addr(const struct efm_addr *a, char *buf, size_t len)
-{
-	/* An IPv6 host needs brackets, or its colons run into the port's. */
-	snprintf(buf, len, strchr(a->host, ':') != NULL ? "[%s]:%u" : "%s:%u", a->host, a->port);
-}
-
 /* cluster_timing derives every interval from the node timeout (see the file comment). */
 static void cluster_timing(struct cluster *c)
 {
@@ -103,7 +97,7 @@ struct cluster *cluster_new(uv_loop_t *loop, const struct efm_config *cfg, const
 	c->h = *hooks;
 	snprintf(c->name, sizeof(c->name), "%s", cfg->cluster);
 	snprintf(c->dir, sizeof(c->dir), "%s/%s/raft", state_dir, cfg->cluster);
-	cluster_format_addr(&cfg->bind, c->address, sizeof(c->address));
+	address_format(&cfg->bind, c->address, sizeof(c->address));
 	c->id = raftio_id_of(c->address);
 	cluster_timing(c);
 	members_init(&c->mem, c->node_timeout_ms);
@@ -240,7 +234,7 @@ static size_t count_peers(struct cluster *c)
 	size_t n = 0;
 	for (size_t i = 0; i < c->cfg->n_nodes; i++) {
 		char a[CLUSTERFSM_ADDR_MAX];
-		cluster_format_addr(&c->cfg->nodes[i], a, sizeof(a));
+		address_format(&c->cfg->nodes[i], a, sizeof(a));
 		if (strcmp(a, c->address) != 0)
 			n++;
 	}
@@ -349,7 +343,7 @@ static void send_joins(struct cluster *c, const struct members_report *rep)
 	char seen[CLUSTERFSM_MAX_NODES * 2][CLUSTERFSM_ADDR_MAX];
 	size_t n_seen = 0;
 	for (size_t i = 0; i < c->cfg->n_nodes && n_seen < CLUSTERFSM_MAX_NODES; i++)
-		cluster_format_addr(&c->cfg->nodes[i], seen[n_seen++], CLUSTERFSM_ADDR_MAX);
+		address_format(&c->cfg->nodes[i], seen[n_seen++], CLUSTERFSM_ADDR_MAX);
 	for (size_t i = 0; i < c->rio.st.n_members; i++)
 		snprintf(seen[n_seen++], CLUSTERFSM_ADDR_MAX, "%s", c->rio.st.members[i].address);
 	for (size_t i = 0; i < n_seen; i++) {
@@ -388,7 +382,7 @@ static void seed(struct cluster *c)
 		return;
 	for (size_t i = 0; i <= c->cfg->n_nodes; i++) {
 		if (i < c->cfg->n_nodes)
-			cluster_format_addr(&c->cfg->nodes[i], a, sizeof(a));
+			address_format(&c->cfg->nodes[i], a, sizeof(a));
 		else
 			snprintf(a, sizeof(a), "%s", c->address);
 		if (clusterfsm_is_allowed(&c->rio.st, a) || !clusterfsm_cmd_allow_node(&cmd, a, 0))

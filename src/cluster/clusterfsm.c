@@ -99,93 +99,6 @@ const char *clusterfsm_cmd_name(enum clusterfsm_cmd_type t)
 	return "?";
 }
 
-/* host_char_ok: characters of host names, IPv4, IPv6 and zone ids. */
-static bool host_char_ok(char ch)
-{
-	return isalnum((unsigned char)ch) || ch == '.' || ch == '-' || ch == '_' || ch == ':' ||
-	       ch == '%';
-}
-
-/* parse_port reads 1..65535 written as 1 to 5 decimal digits. */
-static bool parse_port(const char *p, uint16_t *port)
-{
-	unsigned v = 0;
-	size_t n = 0;
-	for (; p[n] != '\0'; n++) {
-		if (n >= 5 || p[n] < '0' || p[n] > '9')
-			return false;
-		v = v * 10 + (unsigned)(p[n] - '0');
-	}
-	if (n == 0 || v == 0 || v > 65535)
-		return false;
-	*port = (uint16_t)v;
-	return true;
-}
-
-/* ipv6_ok: text with a colon must be an IPv6 address, with an optional %zone. */
-static bool ipv6_ok(const char *h, size_t hlen)
-{
-	char text[CLUSTERFSM_HOST_MAX];
-	struct in6_addr a;
-	const char *zone = memchr(h, '%', hlen);
-	size_t n = zone != NULL ? (size_t)(zone - h) : hlen;
-
-	if (n >= sizeof(text) || (zone != NULL && (size_t)(zone - h) + 1 == hlen))
-		return false;
-	memcpy(text, h, n);
-	text[n] = '\0';
-	return inet_pton(AF_INET6, text, &a) == 1;
-}
-
-/* clusterfsm_host_of splits an address; the host comes out lowercased. */
-bool clusterfsm_host_of(const char *addr, char *host, size_t len, uint16_t *port)
-{
-	const char *h = addr, *p = NULL;
-	size_t hlen;
-	uint16_t pv = 0;
-
-	if (addr == NULL)
-		return false;
-	if (addr[0] == '[') {
-		const char *close = strchr(addr, ']');
-		if (close == NULL)
-			return false;
-		h = addr + 1;
-		hlen = (size_t)(close - h);
-		if (close[1] == ':')
-			p = close + 2;
-		else if (close[1] != '\0')
-			return false;
-		/* Brackets are for IPv6 only. */
-		if (memchr(h, ':', hlen) == NULL)
-			return false;
-	} else {
-		const char *colon = strchr(addr, ':');
-		if (colon != NULL && strchr(colon + 1, ':') == NULL) {
-			hlen = (size_t)(colon - addr);
-			p = colon + 1;
-		} else {
-			hlen = strlen(addr); /* a name, IPv4, or bare IPv6 */
-		}
-	}
-	if (hlen == 0 || hlen >= len || hlen >= CLUSTERFSM_HOST_MAX)
-		return false;
-	for (size_t i = 0; i < hlen; i++) {
-		if (!host_char_ok(h[i]))
-			return false;
-	}
-	if (memchr(h, ':', hlen) != NULL && !ipv6_ok(h, hlen))
-		return false;
-	if (p != NULL && !parse_port(p, &pv))
-		return false;
-	for (size_t i = 0; i < hlen; i++)
-		host[i] = (char)tolower((unsigned char)h[i]);
-	host[hlen] = '\0';
-	if (port != NULL)
-		*port = pv;
-	return true;
-}
-
 /* list_find returns the index of host in a host list, or -1. */
 static int list_find(const char (*list)[CLUSTERFSM_HOST_MAX], size_t n, const char *host)
 {
@@ -247,10 +160,10 @@ const struct clusterfsm_member *clusterfsm_member_by_host(const struct cluster_s
                                                           const char *addr)
 {
 	char want[CLUSTERFSM_HOST_MAX], have[CLUSTERFSM_HOST_MAX];
-	if (!clusterfsm_host_of(addr, want, sizeof(want), NULL))
+	if (!address_split(addr, want, sizeof(want), NULL))
 		return NULL;
 	for (size_t i = 0; i < s->n_members; i++) {
-		if (clusterfsm_host_of(s->members[i].address, have, sizeof(have), NULL) &&
+		if (address_split(s->members[i].address, have, sizeof(have), NULL) &&
 		    strcmp(have, want) == 0)
 			return &s->members[i];
 	}
@@ -261,7 +174,7 @@ const struct clusterfsm_member *clusterfsm_member_by_host(const struct cluster_s
 bool clusterfsm_is_allowed(const struct cluster_state *s, const char *addr)
 {
 	char host[CLUSTERFSM_HOST_MAX];
-	if (!clusterfsm_host_of(addr, host, sizeof(host), NULL))
+	if (!address_split(addr, host, sizeof(host), NULL))
 		return false;
 	return allowed_index(s, host) >= 0;
 }
@@ -270,7 +183,7 @@ bool clusterfsm_is_allowed(const struct cluster_state *s, const char *addr)
 int clusterfsm_priority_of(const struct cluster_state *s, const char *addr)
 {
 	char host[CLUSTERFSM_HOST_MAX];
-	if (!clusterfsm_host_of(addr, host, sizeof(host), NULL))
+	if (!address_split(addr, host, sizeof(host), NULL))
 		return 0;
 	return priority_index(s, host) + 1;
 }
@@ -387,7 +300,7 @@ static enum clusterfsm_code do_allow_node(struct cluster_state *s, const struct 
 	const struct clusterfsm_member *m;
 	bool allowed;
 
-	if (!clusterfsm_host_of(c->address, host, sizeof(host), NULL))
+	if (!address_split(c->address, host, sizeof(host), NULL))
 		return bad_address(r, c->address);
 	if (c->priority < 0)
 		return verdict(r, CLUSTERFSM_REJECTED, "%s: priority %" PRId32 " is negative", host,
@@ -427,7 +340,7 @@ static enum clusterfsm_code do_disallow_node(struct cluster_state *s,
 {
 	char host[CLUSTERFSM_HOST_MAX];
 
-	if (!clusterfsm_host_of(c->address, host, sizeof(host), NULL))
+	if (!address_split(c->address, host, sizeof(host), NULL))
 		return bad_address(r, c->address);
 	if (allowed_index(s, host) < 0)
 		return verdict(r, CLUSTERFSM_REJECTED, "%s is not in the allowed node host list",
@@ -443,7 +356,7 @@ static enum clusterfsm_code do_set_priority(struct cluster_state *s, const struc
 {
 	char host[CLUSTERFSM_HOST_MAX];
 
-	if (!clusterfsm_host_of(c->address, host, sizeof(host), NULL))
+	if (!address_split(c->address, host, sizeof(host), NULL))
 		return bad_address(r, c->address);
 	if (allowed_index(s, host) < 0)
 		return verdict(r, CLUSTERFSM_REJECTED, "%s is not in the allowed node host list",
@@ -480,7 +393,7 @@ static enum clusterfsm_code do_member_join(struct cluster_state *s, const struct
 
 	if (c->id == 0)
 		return verdict(r, CLUSTERFSM_REJECTED, "member id 0 is not a raft server id");
-	if (!clusterfsm_host_of(c->address, host, sizeof(host), &port) || port == 0)
+	if (!address_split(c->address, host, sizeof(host), &port) || port == 0)
 		return verdict(r, CLUSTERFSM_REJECTED, "\"%s\" is not a host:port address",
 		               c->address);
 	old = clusterfsm_member_by_id(s, c->id);
@@ -525,7 +438,7 @@ static enum clusterfsm_code do_member_leave(struct cluster_state *s, const struc
 
 	if (member_mut(s, c->id, &at) == NULL)
 		return verdict(r, CLUSTERFSM_REJECTED, "no member has id %" PRIu64, c->id);
-	if (clusterfsm_host_of(s->members[at].address, host, sizeof(host), NULL))
+	if (address_split(s->members[at].address, host, sizeof(host), NULL))
 		list_remove(s->priority, &s->n_priority, host);
 	memmove(&s->members[at], &s->members[at + 1],
 	        (s->n_members - at - 1) * sizeof(s->members[0]));
@@ -555,7 +468,7 @@ static enum clusterfsm_code do_member_update(struct cluster_state *s,
 	m->role = c->role;
 	m->agent = c->agent;
 	m->db = c->db;
-	if (clusterfsm_host_of(m->address, host, sizeof(host), NULL))
+	if (address_split(m->address, host, sizeof(host), NULL))
 		sync_priority(s, host, m->role == CLUSTERFSM_STANDBY);
 	return verdict(r, CLUSTERFSM_OK, "%s", "");
 }
