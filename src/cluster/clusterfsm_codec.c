@@ -1,6 +1,8 @@
 /*
  * clusterfsm_codec.c - command builders and the byte formats of the cluster
- * state machine: log entries and snapshots.
+ * state machine: log entries and snapshots, and clusterfsm_apply, which
+ * decodes a committed entry for clusterfsm_apply_cmd.  The codec calls the
+ * state machine's pure helpers (queries, field checks), never the reverse.
  *
  * Both formats are little-endian, built field by field (never a struct
  * dump, so padding and host byte order cannot leak into the log), and
@@ -17,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "clusterfsm.h"
+#include "clusterfsm_int.h"
 
 #define ENTRY_MAGIC  "EFMC"
 #define SNAP_MAGIC   "EFMS"
@@ -263,11 +265,7 @@ static int32_t i32_of(uint64_t u)
 static bool cmd_fields_ok(const struct clusterfsm_cmd *c)
 {
 	return c->type >= CLUSTERFSM_ALLOW_NODE && c->type <= CLUSTERFSM_SET_MASTER &&
-	       (unsigned)c->role <= CLUSTERFSM_IDLE && (unsigned)c->agent <= CLUSTERFSM_UNKNOWN &&
-	       (unsigned)c->db <= CLUSTERFSM_UNKNOWN &&
-	       (unsigned)c->from <= CLUSTERFSM_PHASE_ABORTED &&
-	       (unsigned)c->to <= CLUSTERFSM_PHASE_ABORTED &&
-	       str_ok(c->address, sizeof(c->address));
+	       clusterfsm_cmd_fields_ok(c) && str_ok(c->address, sizeof(c->address));
 }
 
 /* put_payload writes the fields of one command type. */
@@ -556,4 +554,20 @@ int clusterfsm_snapshot_restore(struct cluster_state *s, const void *buf, size_t
 		return -EINVAL;
 	*s = t;
 	return 0;
+}
+
+/* clusterfsm_apply decodes a committed entry and applies it. */
+enum clusterfsm_code clusterfsm_apply(struct cluster_state *s, const void *buf, size_t len,
+                                      struct clusterfsm_result *res)
+{
+	struct clusterfsm_cmd c;
+
+	if (clusterfsm_cmd_decode(buf, len, &c) != 0) {
+		memset(&s->last, 0, sizeof(s->last));
+		clusterfsm_verdict(&s->last, CLUSTERFSM_REJECTED, "corrupt entry (%zu bytes)", len);
+		if (res != NULL)
+			*res = s->last;
+		return CLUSTERFSM_REJECTED;
+	}
+	return clusterfsm_apply_cmd(s, &c, res);
 }
