@@ -91,10 +91,15 @@ bool cluster_other_master(const struct cluster *c, char *addr, size_t len);
  * allow-node, remove-node, disallow-node, set-priority, stop-cluster):
  * forwarded to the leader, applied through Raft, answered with
  * {"ok":true,"message":...} or an error, within a bounded time.
- * reset-members is run by this agent itself (cluster_reset.c): it only
- * acts without a leader, and answers with the new voting set.
  */
 void cluster_admin_command(struct cluster *c, struct admin_request *req);
+
+/*
+ * cluster_reset_members runs reset-members, coordinated by this agent
+ * itself (cluster_reset_coord.c): it only acts without a leader, and
+ * answers with the new voting set.
+ */
+void cluster_reset_members(struct cluster *c, struct admin_request *req);
 
 /* cluster_status_command answers cluster-status(-json) with every member's state. */
 void cluster_status_command(struct cluster *c, struct admin_request *req);

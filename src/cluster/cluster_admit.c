@@ -1,8 +1,8 @@
 /*
  * cluster_admit.c - the leader's side of membership: admitting an agent
  * (allowed list check, raft_add + raft_assign(voter), MEMBER_JOIN or
- * MEMBER_UPDATE), removing a leaving or long-silent one (MEMBER_LEAVE, then
- * raft_remove), and warning when the voters drop to two.
+ * MEMBER_UPDATE), removing a leaving, long-silent or reset-away one
+ * (MEMBER_LEAVE, then raft_remove), and warning when the voters drop to two.
  */
 #include "cluster_int.h"
 
@@ -28,14 +28,6 @@ static void admit_reply(struct admit *a, cJSON *reply)
 	a->c->admitting = false;
 	rpc_reply_release(a->conn, reply);
 	free(a);
-}
-
-cJSON *cluster_ok_reply(void)
-{
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddBoolToObject(r, "ok", true);
-	cJSON_AddBoolToObject(r, "cluster", true);
-	return r;
 }
 
 static void on_admit_applied(void *arg, int status, const struct clusterfsm_result *res)
@@ -249,6 +241,23 @@ void cluster_remove_member(struct cluster *c, uint64_t id, const char *address,
 		on_leave_applied(r, rc, NULL);
 }
 
+void cluster_rpc_leave(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                       const char *peer_addr, const cJSON *msg)
+{
+	(void)msg;
+	/*
+	 * Never forwarded: the leader removes the member named by the
+	 * authenticated connection, which for a forwarded request would be the
+	 * forwarder.  The leaver retries against the leader it learns.
+	 */
+	if (!raftio_is_leader(&c->rio)) {
+		rpc_reply(conn, cluster_error_reply("not the leader"));
+		return;
+	}
+	log_info("cluster %s: agent %s is leaving the cluster", c->name, peer_addr);
+	cluster_remove_member(c, peer_id, peer_addr, conn);
+}
+
 static const char *member_address(struct cluster *c, uint64_t id)
 {
 	const struct clusterfsm_member *m = clusterfsm_member_by_id(&c->rio.st, id);
@@ -288,4 +297,26 @@ void cluster_leader_duties(struct cluster *c)
 	char addr[CLUSTERFSM_ADDR_MAX];
 	snprintf(addr, sizeof(addr), "%s", member_address(c, dead));
 	cluster_remove_member(c, dead, addr, NULL);
+}
+
+/* ---- after the reset: the leader drops the members left out ---- */
+
+void cluster_reset_gone(struct cluster *c)
+{
+	const struct cluster_state *st = &c->rio.st;
+	if (c->removing || c->admitting || c->seeding || raftio_change_pending(&c->rio))
+		return;
+	for (size_t i = 0; i < st->n_members; i++) {
+		const struct clusterfsm_member *m = &st->members[i];
+		if (m->id == c->id || raftio_in_config(&c->rio, m->id))
+			continue;
+		log_info(
+		    "cluster %s: agent %s is not in the voting set (left out by reset-members): "
+		    "removing it from the cluster",
+		    c->name, m->address);
+		char addr[CLUSTERFSM_ADDR_MAX];
+		snprintf(addr, sizeof(addr), "%s", m->address);
+		cluster_remove_member(c, m->id, addr, NULL);
+		return;
+	}
 }

@@ -6,44 +6,11 @@
 #include "cluster_int.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-
-/* reply_v builds {"ok": ok, key: formatted text}, the shape of every command reply. */
-static cJSON *reply_v(bool ok, const char *key, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
-static cJSON *reply_v(bool ok, const char *key, const char *fmt, va_list ap)
-{
-	char msg[512];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddBoolToObject(r, "ok", ok);
-	cJSON_AddStringToObject(r, key, msg);
-	return r;
-}
-
-cJSON *cluster_error_reply(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	cJSON *r = reply_v(false, "error", fmt, ap);
-	va_end(ap);
-	return r;
-}
-
-static cJSON *ok_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static cJSON *ok_message(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	cJSON *r = reply_v(true, "message", fmt, ap);
-	va_end(ap);
-	return r;
-}
 
 static void on_stop_timer(uv_timer_t *t)
 {
@@ -148,16 +115,20 @@ static void on_cmd_applied(void *arg, int status, const struct clusterfsm_result
 	switch (res->code) {
 	case CLUSTERFSM_OK:
 		if (strstr(x->command, "remove") != NULL || strstr(x->command, "disallow") != NULL)
-			finish(x, ok_message("%s removed from the allowed node list of cluster %s",
-			                     x->address, x->c->name));
+			finish(x, cluster_ok_message(
+			              "%s removed from the allowed node list of cluster %s",
+			              x->address, x->c->name));
 		else if (x->priority > 0)
-			finish(x, ok_message("%s allowed in cluster %s with standby priority %d",
-			                     x->address, x->c->name, x->priority));
+			finish(x, cluster_ok_message(
+			              "%s allowed in cluster %s with standby priority %d",
+			              x->address, x->c->name, x->priority));
 		else
-			finish(x, ok_message("%s allowed in cluster %s", x->address, x->c->name));
+			finish(x, cluster_ok_message("%s allowed in cluster %s", x->address,
+			                             x->c->name));
 		break;
 	case CLUSTERFSM_ALREADY:
-		finish(x, ok_message("%s: nothing to change for %s", x->command, x->address));
+		finish(x,
+		       cluster_ok_message("%s: nothing to change for %s", x->command, x->address));
 		break;
 	default:
 		finish(x, cluster_error_reply("%s %s refused: %s", x->command, x->address,
@@ -171,7 +142,7 @@ static void on_stop_told(void *arg, int status, const cJSON *reply)
 	(void)status;
 	(void)reply;
 	if (--c->stops_pending == 0 && c->stop_timer_open && !c->shutting)
-		uv_timer_start(&c->stop_timer, on_stop_timer, 100, 0);
+		uv_timer_start(&c->stop_timer, on_stop_timer, CLUSTER_STOP_DELAY_MS, 0);
 }
 
 /* schedule_self_stop stops this agent after delay_ms, keeping its membership. */
@@ -192,20 +163,22 @@ static void stop_cluster(struct cmd_ctx *x)
 	struct cluster *c = x->c;
 	const struct cluster_state *st = &c->rio.st;
 	size_t told = 0;
-	finish(x, ok_message("stop-cluster: stopping the agents of cluster %s (%zu members)",
-	                     c->name, st->n_members));
+	finish(x,
+	       cluster_ok_message("stop-cluster: stopping the agents of cluster %s (%zu members)",
+	                          c->name, st->n_members));
 	log_info("cluster %s: stop-cluster: every agent stops; membership is kept", c->name);
-	schedule_self_stop(c, 2500); /* bound: even if some member never answers */
+	schedule_self_stop(c, CLUSTER_STOP_BOUND_MS);
 	for (size_t i = 0; i < st->n_members; i++) {
 		if (st->members[i].id == c->id)
 			continue;
 		cJSON *m = rpc_msg("stop");
-		if (rpc_call(c->rpc, st->members[i].address, m, 2000, on_stop_told, c) == 0)
+		if (rpc_call(c->rpc, st->members[i].address, m, CLUSTER_STOP_CALL_MS, on_stop_told,
+		             c) == 0)
 			told++;
 	}
 	c->stops_pending = (int)told;
 	if (told == 0)
-		uv_timer_start(&c->stop_timer, on_stop_timer, 200, 0);
+		uv_timer_start(&c->stop_timer, on_stop_timer, CLUSTER_STOP_DELAY_MS, 0);
 }
 
 /* run_cmd executes a command on the leader. */
@@ -265,30 +238,31 @@ static void dispatch(struct cmd_ctx *x, const cJSON *msg)
 		forward_ctx(x, msg);
 }
 
-bool cluster_cmds_rpc(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id, const char *type,
-                      const cJSON *msg)
+void cluster_rpc_cmd(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                     const char *peer_addr, const cJSON *msg)
 {
 	(void)peer_id;
-	if (strcmp(type, "cmd") == 0) {
-		struct cmd_ctx *x = new_ctx(c, NULL, conn);
-		if (x != NULL)
-			dispatch(x, msg);
-		return true;
-	}
-	if (strcmp(type, "stop") == 0) {
-		log_info("cluster %s: stop-cluster received from %s: stopping (membership kept)",
-		         c->name, peer_id == 0 ? "?" : "the leader");
-		rpc_reply(conn, ok_message("stopping"));
-		schedule_self_stop(c, 100);
-		return true;
-	}
-	return false;
+	(void)peer_addr;
+	struct cmd_ctx *x = new_ctx(c, NULL, conn);
+	if (x != NULL)
+		dispatch(x, msg);
+}
+
+void cluster_rpc_stop(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                      const char *peer_addr, const cJSON *msg)
+{
+	(void)peer_addr;
+	(void)msg;
+	log_info("cluster %s: stop-cluster received from %s: stopping (membership kept)", c->name,
+	         peer_id == 0 ? "?" : "the leader");
+	rpc_reply(conn, cluster_ok_message("stopping"));
+	schedule_self_stop(c, CLUSTER_STOP_DELAY_MS);
 }
 
 void cluster_admin_command(struct cluster *c, struct admin_request *req)
 {
 	if (strcmp(req->command, "reset-members") == 0) {
-		cluster_reset_command(c, req);
+		cluster_reset_members(c, req);
 		return;
 	}
 	cJSON *msg = rpc_msg("cmd");

@@ -1,8 +1,15 @@
 /*
- * cluster_int.h - the cluster layer's private state, shared by cluster.c
- * (life cycle, join, leave, liveness), cluster_admit.c, cluster_cmds.c (node
- * management commands, forwarding, stop-cluster), cluster_reset.c
- * (reset-members) and cluster_status.c.
+ * cluster_int.h - the cluster layer's private state and the calls its parts
+ * make to each other:
+ *   cluster.c             life cycle: start, tick, peer requests, restart, leave, close
+ *   cluster_join.c        joining, bootstrap votes, seeding the allowed list
+ *   cluster_live.c        heartbeats, the majority flag
+ *   cluster_util.c        clock, leader address, .nodes file, reply shapes
+ *   cluster_admit.c       the leader's side of membership: admit, remove
+ *   cluster_cmds.c        node management commands, forwarding, stop-cluster
+ *   cluster_reset_coord.c reset-members, the agent that coordinates it
+ *   cluster_reset_part.c  reset-members, the agents that take part
+ *   cluster_status.c      cluster-status
  */
 #ifndef EFM_CLUSTER_INT_H
 #define EFM_CLUSTER_INT_H
@@ -13,8 +20,15 @@
 
 /* How long a graceful leave may take before the agent exits anyway, ms. */
 #define CLUSTER_LEAVE_TIMEOUT_MS 5000
-/* The membership timer's period, ms; heartbeats and retries are paced by tick_ms. */
+/* Bound of one leave request to the leader, ms; retried until CLUSTER_LEAVE_TIMEOUT_MS. */
+#define CLUSTER_LEAVE_CALL_MS 2000
+/*
+ * The membership timer's period, ms; heartbeats and retries are paced by
+ * tick_ms.  The leave retries run at the same period.
+ */
 #define CLUSTER_POLL_MS 100
+/* Delay of the first membership tick after cluster_start, ms. */
+#define CLUSTER_FIRST_TICK_MS 20
 /* Bound of one agent-to-agent call, ms (connect 2 s + answer). */
 #define CLUSTER_CALL_TIMEOUT_MS 4000
 /* Bound of a command forwarded to the leader, which may wait on a commit, ms. */
@@ -29,6 +43,12 @@
 #define CLUSTER_RESET_DELAY_MS 1000
 /* How long a participant keeps a prepared voting set waiting for its commit, ms. */
 #define CLUSTER_RESET_PREPARE_MS 10000
+/* stop-cluster: bound of telling one member to stop, ms. */
+#define CLUSTER_STOP_CALL_MS 2000
+/* stop-cluster: the agent that ran it stops after this even if some member never answered, ms. */
+#define CLUSTER_STOP_BOUND_MS 2500
+/* stop-cluster: delay between the last answer (or the request) and the stop, ms. */
+#define CLUSTER_STOP_DELAY_MS 100
 
 /* The voting set reset-members forces on the survivors (raft_recover). */
 struct cluster_reset_set {
@@ -66,10 +86,9 @@ struct cluster {
 	int join_pending; /* join calls outstanding */
 	uint64_t join_last_ms;
 	uint64_t hb_last_ms;
-	int round_answers, round_nocluster;
 	int round_votes; /* bootstrap votes granted to us in this discovery round */
 	/*
-	 * Our bootstrap vote (cluster.c, discovery): held by one address at a
+	 * Our bootstrap vote (cluster_join.c): held by one address at a
 	 * time, ourselves or a peer, until vote_until_ms; a node bootstraps only
 	 * with the votes of a majority of the listed agents, so at most one can.
 	 */
@@ -77,7 +96,7 @@ struct cluster {
 	uint64_t vote_until_ms;
 	uint64_t defer_until_ms; /* leave deadline */
 	bool admitting;          /* leader: one admission at a time */
-	bool updating;           /* our MEMBER_UPDATE in flight */
+	bool transferring;       /* leaving: our leadership transfer in flight */
 	bool removing;           /* leader: a dead member removal in flight */
 
 	/* Majority. */
@@ -98,7 +117,6 @@ struct cluster {
 
 	/* Shutdown. */
 	bool shutting;
-	bool leave;
 	bool left;
 	int leave_pending; /* leave calls in flight */
 	bool no_leave;     /* stop-cluster: keep membership and state */
@@ -112,20 +130,55 @@ struct cluster {
 	int closing_parts;
 };
 
+/*
+ * cluster_rpc_fn handles one request of a peer (its raft id and announced
+ * address, authenticated); it answers on conn with rpc_reply now, or later
+ * after rpc_conn_ref.  msg is valid only during the call.  cluster.c
+ * dispatches the requests by type.
+ */
+typedef void (*cluster_rpc_fn)(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                               const char *peer_addr, const cJSON *msg);
+
+/* cluster_util.c */
 uint64_t cluster_now(const struct cluster *c);
 /* cluster_leader_address: the leader's address or NULL when none is known. */
 const char *cluster_leader_address(struct cluster *c);
+/* cluster_write_nodes rewrites CLUSTER.nodes from the members of the replicated state. */
+void cluster_write_nodes(struct cluster *c);
+/* Replies: {"ok":false,"error":...}, {"ok":true,"message":...}, {"ok":true,"cluster":true}. */
+cJSON *cluster_error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+cJSON *cluster_ok_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+cJSON *cluster_ok_reply(void);
+
+/* cluster_join.c */
+/* cluster_start_raft starts the server, bootstrapping a one-member cluster when asked. */
+bool cluster_start_raft(struct cluster *c, bool bootstrap);
+/* cluster_join_msg builds our join request (also what the leader admits itself with). */
+cJSON *cluster_join_msg(struct cluster *c, const struct members_report *rep);
+/* cluster_send_joins asks peers to admit us: the leader if known, else every listed or known peer.
+ */
+void cluster_send_joins(struct cluster *c, const struct members_report *rep);
+/* cluster_seed proposes the initial allowed list: every .nodes address plus us. */
+void cluster_seed(struct cluster *c);
+void cluster_rpc_join(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                      const char *peer_addr, const cJSON *msg);
+
+/* cluster_live.c */
+void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep);
+/* cluster_check_majority keeps the majority flag and logs every change. */
+void cluster_check_majority(struct cluster *c);
+void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                    const char *peer_addr, const cJSON *msg);
 
 /* cluster_cmds.c */
-/* cluster_cmds_rpc handles "cmd" and "stop" requests; false if type is not one of them. */
-bool cluster_cmds_rpc(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id, const char *type,
-                      const cJSON *msg);
 /* cluster_forward relays msg to the leader and answers conn with its reply. */
 void cluster_forward(struct cluster *c, struct rpc_conn *conn, const cJSON *msg);
-cJSON *cluster_error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cluster_rpc_cmd(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                     const char *peer_addr, const cJSON *msg);
+void cluster_rpc_stop(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                      const char *peer_addr, const cJSON *msg);
 
 /* cluster_admit.c */
-cJSON *cluster_ok_reply(void);
 /* cluster_admit handles a join request on the leader (conn NULL: our own join). */
 void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg);
 /* cluster_remove_member commits MEMBER_LEAVE then raft_remove; answers conn if given. */
@@ -133,27 +186,36 @@ void cluster_remove_member(struct cluster *c, uint64_t id, const char *address,
                            struct rpc_conn *conn);
 /* cluster_leader_duties removes one long-silent voter and warns below three voters. */
 void cluster_leader_duties(struct cluster *c);
+/* cluster_reset_gone: after a reset, the leader drops one member left outside the voting set. */
+void cluster_reset_gone(struct cluster *c);
+/* cluster_rpc_leave: the leader removes the member that asks (never forwarded). */
+void cluster_rpc_leave(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                       const char *peer_addr, const cJSON *msg);
 
-/* cluster.c, for the commands */
-void cluster_write_nodes(struct cluster *c);
+/* cluster.c */
 /*
  * cluster_reopen closes the Raft server (and the RPC layer), then starts it
  * again with raft_recover forcing c->reset_set as the voting set.
  */
 void cluster_reopen(struct cluster *c);
 
-/* cluster_reset.c */
-/* cluster_reset_command runs reset-members for the admin client (this agent coordinates). */
-void cluster_reset_command(struct cluster *c, struct admin_request *req);
-/*
- * cluster_reset_rpc handles "reset-probe", "reset-apply" (phase 1: prepare),
- * "reset-commit" (phase 2) and "reset-abort"; false for other types.
- */
-bool cluster_reset_rpc(struct cluster *c, struct rpc_conn *conn, const char *peer_addr,
-                       const char *type, const cJSON *msg);
-/* cluster_reset_gone: leader, after a reset: commit MEMBER_LEAVE for one member outside the voting
- * set. */
-void cluster_reset_gone(struct cluster *c);
-
+/* cluster_reset_part.c: the participant's requests, and what coordinator and participants share. */
+void cluster_rpc_reset_probe(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                             const char *peer_addr, const cJSON *msg);
+/* phase 1: validate the proposed voting set and hold it, restarting nothing */
+void cluster_rpc_reset_apply(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                             const char *peer_addr, const cJSON *msg);
+/* phase 2: check once more for a leader, then arm the restart */
+void cluster_rpc_reset_commit(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                              const char *peer_addr, const cJSON *msg);
+/* drop the prepared or armed (not yet restarted) reset named by the message */
+void cluster_rpc_reset_abort(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                             const char *peer_addr, const cJSON *msg);
+/* cluster_reset_arm restarts raft with c->reset_set after delay_ms, unless a leader appears. */
+void cluster_reset_arm(struct cluster *c, uint64_t delay_ms);
+/* cluster_reset_id_text formats a reset id for messages and logs (out: 17 bytes or more). */
+void cluster_reset_id_text(uint64_t rid, char *out, size_t len);
+/* cluster_reset_set_text lists the addresses of a reset set, comma separated. */
+void cluster_reset_set_text(const struct cluster_reset_set *s, char *out, size_t len);
 
 #endif

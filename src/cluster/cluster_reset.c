@@ -621,7 +621,7 @@ static void on_probe_reply(void *arg, int status, const cJSON *reply)
 		probes_done(op);
 }
 
-void cluster_reset_command(struct cluster *c, struct admin_request *req)
+void cluster_reset_members(struct cluster *c, struct admin_request *req)
 {
 	log_info("cluster %s: reset-members requested by uid %ld", c->name, (long)req->uid);
 	if (!c->started || c->reopening || !raftio_configured(&c->rio) ||
@@ -720,9 +720,10 @@ static bool parse_set(const cJSON *msg, struct cluster_reset_set *s)
 }
 
 /* on_reset_apply is phase 1: validate the proposed set and hold it, restarting nothing. */
-static void on_reset_apply(struct cluster *c, struct rpc_conn *conn, const char *peer_addr,
-                           const cJSON *msg)
+void cluster_rpc_reset_apply(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                             const char *peer_addr, const cJSON *msg)
 {
+	(void)peer_id;
 	struct cluster_reset_set s;
 	const char *leader = cluster_leader_address(c);
 	uint64_t rid = parse_rid(msg);
@@ -774,9 +775,10 @@ static bool matches(const struct cluster *c, const char *peer_addr, uint64_t rid
 }
 
 /* on_reset_commit is phase 2: check once more for a leader, then arm the restart. */
-static void on_reset_commit(struct cluster *c, struct rpc_conn *conn, const char *peer_addr,
-                            const cJSON *msg)
+void cluster_rpc_reset_commit(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                              const char *peer_addr, const cJSON *msg)
 {
+	(void)peer_id;
 	uint64_t rid = parse_rid(msg);
 	char rtext[32], set[1024];
 	const char *leader = cluster_leader_address(c);
@@ -812,9 +814,10 @@ static void on_reset_commit(struct cluster *c, struct rpc_conn *conn, const char
 }
 
 /* on_reset_abort drops the prepared or armed (not yet restarted) reset named by the message. */
-static void on_reset_abort(struct cluster *c, struct rpc_conn *conn, const char *peer_addr,
-                           const cJSON *msg)
+void cluster_rpc_reset_abort(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                             const char *peer_addr, const cJSON *msg)
 {
+	(void)peer_id;
 	uint64_t rid = parse_rid(msg);
 	char rtext[32];
 	rid_text(rid, rtext, sizeof(rtext));
@@ -832,23 +835,11 @@ static void on_reset_abort(struct cluster *c, struct rpc_conn *conn, const char 
 	rpc_reply(conn, cluster_ok_reply());
 }
 
-bool cluster_reset_rpc(struct cluster *c, struct rpc_conn *conn, const char *peer_addr,
-                       const char *type, const cJSON *msg)
+void cluster_rpc_reset_probe(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                             const char *peer_addr, const cJSON *msg)
 {
-	if (strcmp(type, "reset-apply") == 0) {
-		on_reset_apply(c, conn, peer_addr, msg);
-		return true;
-	}
-	if (strcmp(type, "reset-commit") == 0) {
-		on_reset_commit(c, conn, peer_addr, msg);
-		return true;
-	}
-	if (strcmp(type, "reset-abort") == 0) {
-		on_reset_abort(c, conn, peer_addr, msg);
-		return true;
-	}
-	if (strcmp(type, "reset-probe") != 0)
-		return false;
+	(void)peer_id;
+	(void)msg;
 	const char *leader = cluster_leader_address(c);
 	cJSON *r;
 	if (!c->started || c->reopening || !raftio_configured(&c->rio)) {
@@ -867,27 +858,4 @@ bool cluster_reset_rpc(struct cluster *c, struct rpc_conn *conn, const char *pee
 	         c->name, peer_addr, leader != NULL ? "no, the leader is " : "yes",
 	         leader != NULL ? leader : "");
 	rpc_reply(conn, r);
-	return true;
-}
-
-/* ---- after the reset: the leader drops the members left out ---- */
-
-void cluster_reset_gone(struct cluster *c)
-{
-	const struct cluster_state *st = &c->rio.st;
-	if (c->removing || c->admitting || c->seeding || raftio_change_pending(&c->rio))
-		return;
-	for (size_t i = 0; i < st->n_members; i++) {
-		const struct clusterfsm_member *m = &st->members[i];
-		if (m->id == c->id || raftio_in_config(&c->rio, m->id))
-			continue;
-		log_info(
-		    "cluster %s: agent %s is not in the voting set (left out by reset-members): "
-		    "removing it from the cluster",
-		    c->name, m->address);
-		char addr[CLUSTERFSM_ADDR_MAX];
-		snprintf(addr, sizeof(addr), "%s", m->address);
-		cluster_remove_member(c, m->id, addr, NULL);
-		return;
-	}
 }

@@ -1,0 +1,278 @@
+/*
+ * cluster_join.c - getting into a cluster: the joiner's requests, the
+ * bootstrap votes that let exactly one of several fresh agents start a new
+ * cluster (cluster.h says how), the answer to a join request, and the
+ * seeding of the allowed list after a bootstrap.
+ */
+#include "cluster_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+bool cluster_start_raft(struct cluster *c, bool bootstrap)
+{
+	char err[512] = "";
+	if (c->started)
+		return true;
+	int rc = raftio_start(&c->rio, bootstrap, NULL, err, sizeof(err));
+	if (rc != 0) {
+		log_severe("cluster %s: cannot start the consensus module: %s", c->name, err);
+		if (c->h.stop != NULL)
+			c->h.stop(c->h.arg, 1, "consensus module failed");
+		return false;
+	}
+	c->started = true;
+	if (bootstrap) {
+		c->seeding = true;
+		log_info("cluster %s: bootstrapped a new cluster with this agent (%s) as its first "
+		         "member",
+		         c->name, c->address);
+	}
+	return true;
+}
+
+cJSON *cluster_join_msg(struct cluster *c, const struct members_report *rep)
+{
+	char id[32];
+	snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
+	cJSON *m = rpc_msg("join");
+	if (m == NULL)
+		return NULL;
+	cJSON_AddStringToObject(m, "id", id);
+	cJSON_AddStringToObject(m, "address", c->address);
+	cJSON_AddNumberToObject(m, "role", rep->role);
+	cJSON_AddNumberToObject(m, "db", rep->db);
+	cJSON_AddBoolToObject(m, "started", c->started);
+	return m;
+}
+
+/* ---- bootstrap votes ---- */
+
+/* vote_held: our bootstrap vote is promised to somebody (vote_for) right now. */
+static bool vote_held(const struct cluster *c)
+{
+	return c->vote_for[0] != '\0' && cluster_now(c) < c->vote_until_ms;
+}
+
+/* holds_own_vote: our bootstrap vote is our own right now. */
+static bool holds_own_vote(const struct cluster *c)
+{
+	return vote_held(c) && strcmp(c->vote_for, c->address) == 0;
+}
+
+/*
+ * grant_vote decides whether a peer asking to join (we have no cluster) gets
+ * our bootstrap vote.  A vote has one holder at a time, for defer_ms.  An
+ * agent holds its own vote first and only ever gives it to a lower address,
+ * never from one peer to another before it expires: votes flow towards the
+ * lowest live address, so simultaneous starts converge on one agent.
+ */
+static bool grant_vote(struct cluster *c, const char *peer)
+{
+	if (!vote_held(c)) {
+		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
+		c->vote_until_ms = cluster_now(c) + c->defer_ms;
+	}
+	if (strcmp(c->vote_for, peer) == 0)
+		return true;
+	if (strcmp(c->vote_for, c->address) != 0 || strcmp(peer, c->address) >= 0)
+		return false;
+	log_fine("cluster %s: bootstrap vote to %s", c->name, peer);
+	snprintf(c->vote_for, sizeof(c->vote_for), "%s", peer);
+	c->vote_until_ms = cluster_now(c) + c->defer_ms;
+	return true;
+}
+
+static size_t count_peers(struct cluster *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->cfg->n_nodes; i++) {
+		char a[CLUSTERFSM_ADDR_MAX];
+		address_format(&c->cfg->nodes[i], a, sizeof(a));
+		if (strcmp(a, c->address) != 0)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * maybe_bootstrap ends a discovery round without a cluster: bootstrap if a
+ * majority of the listed agents answered and we have the lowest address.
+ */
+static void maybe_bootstrap(struct cluster *c, size_t n_peers)
+{
+	size_t total = n_peers + 1;
+	bool own_vote = holds_own_vote(c);
+	size_t have = (size_t)c->round_votes + (own_vote ? 1 : 0);
+	if (n_peers > 0) {
+		if (!own_vote) {
+			log_fine(
+			    "cluster %s: no cluster yet; this agent's bootstrap vote is with %s",
+			    c->name, c->vote_for);
+			return;
+		}
+		if (have * 2 <= total) {
+			log_fine("cluster %s: no cluster found; %zu of %zu listed agents gave this "
+			         "agent their bootstrap vote, waiting for a majority",
+			         c->name, have, total);
+			return;
+		}
+		log_info("cluster %s: no cluster among the listed agents and %zu of %zu voted for "
+		         "this agent; starting it",
+		         c->name, have, total);
+	}
+	(void)cluster_start_raft(c, true);
+}
+
+/* ---- the joiner's side ---- */
+
+/* on_join_reply reads a peer's answer to our join request. */
+static void on_join_reply(void *arg, int status, const cJSON *reply)
+{
+	struct cluster *c = arg;
+	c->join_pending--;
+	if (c->shutting)
+		goto out;
+	if (status != 0 || reply == NULL)
+		goto out;
+	const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(reply, "cluster");
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "error");
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "refused"))) {
+		log_severe("cluster %s: this agent (%s) was refused by the cluster: %s", c->name,
+		           c->address, cJSON_IsString(err) ? err->valuestring : "not allowed");
+		if (c->h.stop != NULL)
+			c->h.stop(c->h.arg, CLUSTER_EXIT_REFUSED, "not admitted to the cluster");
+		goto out;
+	}
+	if (cJSON_IsTrue(cl) || cJSON_IsTrue(ok)) {
+		if (!c->started) {
+			log_info("cluster %s: a cluster exists; starting to join it", c->name);
+			(void)cluster_start_raft(c, false);
+		}
+	} else if (cJSON_IsFalse(cl)) {
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "vote")))
+			c->round_votes++;
+		/*
+		 * A vote given to an agent that has since given its own vote away
+		 * can never help it start a cluster (it needs its own vote for
+		 * that, and cannot get it back for defer_ms): take it back so it
+		 * can go to a lower address.
+		 */
+		const cJSON *from = cJSON_GetObjectItemCaseSensitive(reply, "address");
+		if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(reply, "own")) &&
+		    cJSON_IsString(from) && vote_held(c) &&
+		    strcmp(c->vote_for, from->valuestring) == 0) {
+			log_fine("cluster %s: %s gave its own vote away; taking back ours", c->name,
+			         from->valuestring);
+			c->vote_for[0] = '\0';
+		}
+	} else if (cJSON_IsString(err)) {
+		log_fine("cluster %s: join: %s", c->name, err->valuestring);
+	}
+out:
+	if (c->join_pending == 0 && !c->started && !c->shutting)
+		maybe_bootstrap(c, count_peers(c));
+}
+
+/* send_join asks address to admit us; a call that cannot be made is skipped. */
+static void send_join(struct cluster *c, const char *address, const struct members_report *rep)
+{
+	if (rpc_call(c->rpc, address, cluster_join_msg(c, rep), CLUSTER_CALL_TIMEOUT_MS,
+	             on_join_reply, c) == 0)
+		c->join_pending++;
+}
+
+void cluster_send_joins(struct cluster *c, const struct members_report *rep)
+{
+	uint64_t now = cluster_now(c);
+	uint64_t pace = c->started ? 2 * c->tick_ms : c->tick_ms;
+	if (c->join_pending > 0 || now - c->join_last_ms < pace)
+		return;
+	c->join_last_ms = now;
+	c->round_votes = 0;
+	if (!c->started && (!vote_held(c) || strcmp(c->vote_for, c->address) == 0)) {
+		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
+		c->vote_until_ms = now + c->defer_ms;
+	}
+	const char *leader = cluster_leader_address(c);
+	if (leader != NULL && strcmp(leader, c->address) != 0) {
+		send_join(c, leader, rep);
+		return;
+	}
+	char seen[CLUSTERFSM_MAX_NODES * 2][CLUSTERFSM_ADDR_MAX];
+	size_t n_seen = 0;
+	for (size_t i = 0; i < c->cfg->n_nodes && n_seen < CLUSTERFSM_MAX_NODES; i++)
+		address_format(&c->cfg->nodes[i], seen[n_seen++], CLUSTERFSM_ADDR_MAX);
+	for (size_t i = 0; i < c->rio.st.n_members; i++)
+		snprintf(seen[n_seen++], CLUSTERFSM_ADDR_MAX, "%s", c->rio.st.members[i].address);
+	for (size_t i = 0; i < n_seen; i++) {
+		bool dup = strcmp(seen[i], c->address) == 0;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = strcmp(seen[i], seen[j]) == 0;
+		if (!dup)
+			send_join(c, seen[i], rep);
+	}
+	if (c->join_pending == 0 && !c->started)
+		maybe_bootstrap(c, count_peers(c));
+}
+
+/* ---- a join request from a peer ---- */
+
+void cluster_rpc_join(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                      const char *peer_addr, const cJSON *msg)
+{
+	(void)peer_id;
+	if (c->started && raftio_configured(&c->rio)) {
+		if (raftio_is_leader(&c->rio))
+			cluster_admit(c, conn, msg);
+		else
+			cluster_forward(c, conn, msg);
+		return;
+	}
+	/* No cluster here (yet): say so, with our bootstrap vote while we have no Raft. */
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", false);
+	cJSON_AddBoolToObject(r, "cluster", c->started);
+	cJSON_AddStringToObject(r, "address", c->address);
+	if (!c->started) {
+		cJSON_AddBoolToObject(r, "vote", grant_vote(c, peer_addr));
+		cJSON_AddBoolToObject(r, "own", holds_own_vote(c));
+	}
+	rpc_reply(conn, r);
+}
+
+/* ---- seeding the allowed list after a bootstrap ---- */
+
+static void on_seeded(void *arg, int status, const struct clusterfsm_result *res)
+{
+	struct cluster *c = arg;
+	(void)res;
+	if (status != 0)
+		log_warning("cluster %s: seeding the allowed node list failed: %s", c->name,
+		            raft_strerror(status));
+	if (--c->seed_pending == 0)
+		c->seeding = false;
+}
+
+void cluster_seed(struct cluster *c)
+{
+	struct clusterfsm_cmd cmd;
+	char a[CLUSTERFSM_ADDR_MAX];
+	if (c->seed_pending > 0 || !raftio_is_leader(&c->rio))
+		return;
+	for (size_t i = 0; i <= c->cfg->n_nodes; i++) {
+		if (i < c->cfg->n_nodes)
+			address_format(&c->cfg->nodes[i], a, sizeof(a));
+		else
+			snprintf(a, sizeof(a), "%s", c->address);
+		if (clusterfsm_is_allowed(&c->rio.st, a) || !clusterfsm_cmd_allow_node(&cmd, a, 0))
+			continue;
+		if (raftio_propose(&c->rio, &cmd, on_seeded, c) == 0)
+			c->seed_pending++;
+	}
+	if (c->seed_pending == 0)
+		c->seeding = false;
+}

@@ -1,0 +1,116 @@
+/*
+ * cluster_live.c - liveness: heartbeats to and from every member (members.h
+ * keeps who was heard when), and the majority flag, which says whether this
+ * agent is in contact with a leader.
+ */
+#include "cluster_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep)
+{
+	uint64_t now = cluster_now(c);
+	const struct cluster_state *st = &c->rio.st;
+	char id[32];
+	snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
+	for (size_t i = 0; i < st->n_members; i++) {
+		const struct clusterfsm_member *m = &st->members[i];
+		if (m->id == c->id)
+			continue;
+		members_track(&c->mem, m->id, m->address, now);
+		cJSON *hb = rpc_msg("hb");
+		if (hb == NULL)
+			continue;
+		cJSON_AddStringToObject(hb, "id", id);
+		cJSON_AddStringToObject(hb, "address", c->address);
+		cJSON_AddNumberToObject(hb, "role", rep->role);
+		cJSON_AddNumberToObject(hb, "db", rep->db);
+		cJSON_AddStringToObject(hb, "xlog", rep->xlog);
+		cJSON_AddStringToObject(hb, "info", rep->info);
+		rpc_send(c->rpc, m->address, hb);
+	}
+	/* Forget peers that are no longer members. */
+	for (size_t i = 0; i < c->mem.n;) {
+		if (clusterfsm_member_by_id(st, c->mem.e[i].id) == NULL) {
+			rpc_drop_link(c->rpc, c->mem.e[i].address);
+			members_forget(&c->mem, c->mem.e[i].id);
+		} else {
+			i++;
+		}
+	}
+}
+
+void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
+                    const char *peer_addr, const cJSON *msg)
+{
+	struct members_report r;
+	(void)conn;
+	(void)peer_addr;
+	memset(&r, 0, sizeof(r));
+	const cJSON *addr = cJSON_GetObjectItemCaseSensitive(msg, "address");
+	const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+	const cJSON *db = cJSON_GetObjectItemCaseSensitive(msg, "db");
+	const cJSON *xlog = cJSON_GetObjectItemCaseSensitive(msg, "xlog");
+	const cJSON *info = cJSON_GetObjectItemCaseSensitive(msg, "info");
+	if (!cJSON_IsString(addr) || !cJSON_IsNumber(role) || !cJSON_IsNumber(db) ||
+	    role->valueint < 0 || role->valueint > CLUSTERFSM_IDLE || db->valueint < 0 ||
+	    db->valueint > CLUSTERFSM_UNKNOWN)
+		return;
+	r.role = (enum clusterfsm_role)role->valueint;
+	r.db = (enum clusterfsm_up)db->valueint;
+	if (cJSON_IsString(xlog))
+		snprintf(r.xlog, sizeof(r.xlog), "%s", xlog->valuestring);
+	if (cJSON_IsString(info))
+		snprintf(r.info, sizeof(r.info), "%s", info->valuestring);
+	const struct members_entry *before = members_get(&c->mem, peer_id);
+	bool was_down = before != NULL && before->heard_ms != 0 &&
+	                !members_alive(&c->mem, peer_id, cluster_now(c));
+	members_heard(&c->mem, peer_id, addr->valuestring, cluster_now(c), &r);
+	if (was_down)
+		log_info("cluster %s: agent %s is UP again", c->name, addr->valuestring);
+}
+
+void cluster_check_majority(struct cluster *c)
+{
+	const char *leader = cluster_leader_address(c);
+	bool in = leader != NULL;
+	bool leading = raftio_is_leader(&c->rio);
+	if (leading && c->leader_since_ms == 0) {
+		c->leader_since_ms = cluster_now(c);
+		log_info("cluster %s: this agent is now the cluster leader", c->name);
+	} else if (!leading) {
+		c->leader_since_ms = 0;
+	}
+	if (c->majority_known && in == c->in_majority)
+		return;
+	if (in)
+		log_info("cluster %s: in the majority: the leader is %s", c->name, leader);
+	else if (c->majority_known)
+		log_warning(
+		    "cluster %s: lost contact with the majority: no leader is reachable, this "
+		    "agent is in the minority and takes no cluster decision",
+		    c->name);
+	c->majority_known = c->majority_known || in;
+	c->in_majority = in;
+}
+
+bool cluster_in_majority(const struct cluster *c)
+{
+	return c->in_majority;
+}
+
+bool cluster_other_master(const struct cluster *c, char *addr, size_t len)
+{
+	const struct cluster_state *st = &c->rio.st;
+	for (size_t i = 0; i < st->n_members; i++) {
+		const struct clusterfsm_member *m = &st->members[i];
+		if (m->id != c->id && m->role == CLUSTERFSM_MASTER) {
+			snprintf(addr, len, "%s", m->address);
+			return true;
+		}
+	}
+	return false;
+}

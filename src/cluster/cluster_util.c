@@ -1,0 +1,79 @@
+/*
+ * cluster_util.c - what every part of the cluster layer uses: the clock,
+ * the leader's address, the .nodes file, and the shape of replies.
+ */
+#include "cluster_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "log.h"
+
+uint64_t cluster_now(const struct cluster *c)
+{
+	return uv_now(c->loop);
+}
+
+const char *cluster_leader_address(struct cluster *c)
+{
+	const char *addr = NULL;
+	if (!c->started || raftio_leader(&c->rio, &addr) == 0 || addr == NULL || addr[0] == '\0')
+		return NULL;
+	return addr;
+}
+
+void cluster_write_nodes(struct cluster *c)
+{
+	char text[CLUSTERFSM_MAX_NODES * CLUSTERFSM_ADDR_MAX + 2];
+	int n = clusterfsm_nodes_text(&c->rio.st, text, sizeof(text));
+	if (n < 0 || c->cfg->nodes_path[0] == '\0')
+		return;
+	int rc = fsutil_write_atomic(c->cfg->nodes_path, text, (size_t)n, 0644);
+	if (rc < 0)
+		log_warning("cluster %s: cannot rewrite %s: %s", c->name, c->cfg->nodes_path,
+		            strerror(-rc));
+	else
+		log_fine("cluster %s: %s now lists: %.*s", c->name, c->cfg->nodes_path,
+		         n > 0 ? n - 1 : 0, text);
+}
+
+/* reply_v builds {"ok": ok, key: formatted text}, the shape of every command reply. */
+static cJSON *reply_v(bool ok, const char *key, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static cJSON *reply_v(bool ok, const char *key, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", ok);
+	cJSON_AddStringToObject(r, key, msg);
+	return r;
+}
+
+cJSON *cluster_error_reply(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cJSON *r = reply_v(false, "error", fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+cJSON *cluster_ok_message(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cJSON *r = reply_v(true, "message", fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+cJSON *cluster_ok_reply(void)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", true);
+	cJSON_AddBoolToObject(r, "cluster", true);
+	return r;
+}
