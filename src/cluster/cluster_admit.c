@@ -244,7 +244,6 @@ void cluster_remove_member(struct cluster *c, uint64_t id, const char *address,
 void cluster_rpc_leave(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                        const char *peer_addr, const cJSON *msg)
 {
-	(void)msg;
 	/*
 	 * Never forwarded: the leader removes the member named by the
 	 * authenticated connection, which for a forwarded request would be the

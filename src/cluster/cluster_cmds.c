@@ -241,8 +241,6 @@ static void dispatch(struct cmd_ctx *x, const cJSON *msg)
 void cluster_rpc_cmd(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                      const char *peer_addr, const cJSON *msg)
 {
-	(void)peer_id;
-	(void)peer_addr;
 	struct cmd_ctx *x = new_ctx(c, NULL, conn);
 	if (x != NULL)
 		dispatch(x, msg);
@@ -251,8 +249,6 @@ void cluster_rpc_cmd(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
 void cluster_rpc_stop(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                       const char *peer_addr, const cJSON *msg)
 {
-	(void)peer_addr;
-	(void)msg;
 	log_info("cluster %s: stop-cluster received from %s: stopping (membership kept)", c->name,
 	         peer_id == 0 ? "?" : "the leader");
 	rpc_reply(conn, cluster_ok_message("stopping"));

@@ -224,7 +224,6 @@ void cluster_send_joins(struct cluster *c, const struct members_report *rep)
 void cluster_rpc_join(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                       const char *peer_addr, const cJSON *msg)
 {
-	(void)peer_id;
 	if (c->started && raftio_configured(&c->rio)) {
 		if (raftio_is_leader(&c->rio))
 			cluster_admit(c, conn, msg);

@@ -47,8 +47,6 @@ void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                     const char *peer_addr, const cJSON *msg)
 {
 	struct members_report r;
-	(void)conn;
-	(void)peer_addr;
 	memset(&r, 0, sizeof(r));
 	const cJSON *addr = cJSON_GetObjectItemCaseSensitive(msg, "address");
 	const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
