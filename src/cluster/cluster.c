@@ -177,7 +177,7 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 {
 	struct cluster *c = arg;
 	const cJSON *type = cJSON_GetObjectItemCaseSensitive(msg, "type");
-	if (!cJSON_IsString(type) || c->shutting)
+	if (!cJSON_IsString(type) || cluster_closing(c))
 		return;
 	const char *t = type->valuestring;
 	size_t i = 0;
@@ -219,14 +219,15 @@ static void on_tick(uv_timer_t *t)
 	struct cluster *c = t->data;
 	struct members_report rep;
 	memset(&rep, 0, sizeof(rep));
-	if (c->shutting || c->reopening || c->h.local == NULL || !c->h.local(c->h.arg, &rep))
+	if (cluster_closing(c) || c->phase == CLUSTER_REOPENING || c->h.local == NULL ||
+	    !c->h.local(c->h.arg, &rep))
 		return;
 	if (!c->started) {
 		cluster_send_joins(c, &rep);
 		return;
 	}
 	cluster_check_majority(c);
-	if (c->seeding)
+	if (c->phase == CLUSTER_SEEDING)
 		cluster_seed(c);
 	if (cluster_now(c) - c->hb_last_ms >= c->tick_ms) {
 		c->hb_last_ms = cluster_now(c);
@@ -236,7 +237,7 @@ static void on_tick(uv_timer_t *t)
 	bool leading = raftio_is_leader(&c->rio);
 	bool stale =
 	    me == NULL || me->role != rep.role || me->db != rep.db || me->agent != CLUSTERFSM_UP;
-	if (leading && !c->seeding && stale && !c->admitting) {
+	if (leading && c->phase != CLUSTER_SEEDING && stale && !c->admitting) {
 		cJSON *m = cluster_join_msg(c, &rep);
 		cluster_admit(c, NULL, m);
 		cJSON_Delete(m);
@@ -282,8 +283,7 @@ static void on_reopen_closed(void *arg)
 	struct cluster *c = arg;
 	char err[512] = "";
 	c->rio_open = false;
-	if (c->shutting) {
-		c->reopening = false;
+	if (cluster_closing(c)) {
 		close_all(c);
 		return;
 	}
@@ -299,7 +299,7 @@ static void on_reopen_closed(void *arg)
 	if (rc == 0)
 		rc = raftio_start(&c->rio, false, &conf, err, sizeof(err));
 	raft_configuration_close(&conf);
-	c->reopening = false;
+	(void)cluster_set_phase(c, CLUSTER_RUNNING);
 	if (rc != 0) {
 		log_severe("cluster %s: reset-members: the consensus module could not restart: %s",
 		           c->name, err);
@@ -319,9 +319,8 @@ static void on_reopen_closed(void *arg)
 
 void cluster_reopen(struct cluster *c)
 {
-	if (c->reopening || c->shutting || !c->rio_open)
+	if (!cluster_set_phase(c, CLUSTER_REOPENING))
 		return;
-	c->reopening = true;
 	log_info("cluster %s: reset-members: stopping the consensus module to force the new "
 	         "voting set",
 	         c->name);
@@ -338,7 +337,7 @@ static void part_closed(struct cluster *c)
 {
 	if (--c->closing_parts > 0)
 		return;
-	if (c->left) {
+	if (c->phase == CLUSTER_LEFT) {
 		int rc = fsutil_empty_dir(c->dir);
 		if (rc < 0)
 			log_warning("cluster %s: cannot wipe %s: %s", c->name, c->dir,
@@ -405,11 +404,11 @@ static void on_leave_reply(void *arg, int status, const cJSON *reply)
 {
 	struct cluster *c = arg;
 	c->leave_pending--;
-	if (c->left || c->closing_parts > 0)
+	if (c->phase == CLUSTER_LEFT || c->closing_parts > 0)
 		return;
 	if (status == 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"))) {
 		log_info("cluster %s: the leader removed this agent from the cluster", c->name);
-		c->left = true;
+		(void)cluster_set_phase(c, CLUSTER_LEFT);
 		uv_timer_stop(&c->leave_timer);
 		close_all(c);
 	}
@@ -428,7 +427,7 @@ static void on_transfer_done(void *arg, int status)
 static void leave_step(uv_timer_t *t)
 {
 	struct cluster *c = t->data;
-	if (c->left || c->closing_parts > 0)
+	if (c->phase == CLUSTER_LEFT || c->closing_parts > 0)
 		return;
 	if (cluster_now(c) >= c->defer_until_ms) {
 		log_warning("cluster %s: could not leave the cluster within %d s; stopping anyway "
@@ -461,16 +460,17 @@ void cluster_shutdown(struct cluster *c, bool leave, void (*done)(void *arg), vo
 			done(arg);
 		return;
 	}
-	if (c->shutting)
+	if (cluster_closing(c))
 		return;
-	c->shutting = true;
+	bool reopening = c->phase == CLUSTER_REOPENING;
+	(void)cluster_set_phase(c, CLUSTER_CLOSING);
 	if (c->no_leave)
 		leave = false;
 	c->done = done;
 	c->done_arg = arg;
 	if (c->tick_open)
 		uv_timer_stop(&c->tick);
-	if (c->reopening) {
+	if (reopening) {
 		/* raft is closing for a reset: on_reopen_closed finishes the shutdown. */
 		log_info("cluster %s: stopping during reset-members; the restart is abandoned",
 		         c->name);
@@ -480,7 +480,8 @@ void cluster_shutdown(struct cluster *c, bool leave, void (*done)(void *arg), vo
 	size_t n = c->started ? raftio_voters(&c->rio, voters, 2) : 0;
 	bool member = c->started && raftio_voter(&c->rio, c->id);
 	if (leave && c->started && !raftio_configured(&c->rio)) {
-		c->left = true; /* joined nothing yet: drop the partial state */
+		/* joined nothing yet: drop the partial state */
+		(void)cluster_set_phase(c, CLUSTER_LEFT);
 		close_all(c);
 		return;
 	}

@@ -100,7 +100,7 @@ void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg)
 	}
 	uint64_t id = strtoull(jid->valuestring, NULL, 16);
 	const char *addr = jaddr->valuestring;
-	if (c->admitting || c->seeding || raftio_change_pending(&c->rio)) {
+	if (c->admitting || c->phase == CLUSTER_SEEDING || raftio_change_pending(&c->rio)) {
 		cJSON *r = cluster_error_reply("the leader is busy with another membership change");
 		cJSON_AddBoolToObject(r, "retry", true);
 		cJSON_AddBoolToObject(r, "cluster", true);
@@ -284,7 +284,7 @@ void cluster_leader_duties(struct cluster *c)
 			c->h.event(c->h.arg, NOTIFY_CLUSTER_BELOW_THREE, c->address);
 	}
 	c->last_voters = n;
-	if (now - c->leader_since_ms < c->node_timeout_ms || c->seeding)
+	if (now - c->leader_since_ms < c->node_timeout_ms || c->phase == CLUSTER_SEEDING)
 		return;
 	uint64_t dead = members_removal_candidate(&c->mem, voters, n, c->id, now, c->removal_ms);
 	if (dead == 0)
@@ -303,7 +303,8 @@ void cluster_leader_duties(struct cluster *c)
 void cluster_reset_gone(struct cluster *c)
 {
 	const struct cluster_state *st = &c->rio.st;
-	if (c->removing || c->admitting || c->seeding || raftio_change_pending(&c->rio))
+	if (c->removing || c->admitting || c->phase == CLUSTER_SEEDING ||
+	    raftio_change_pending(&c->rio))
 		return;
 	for (size_t i = 0; i < st->n_members; i++) {
 		const struct clusterfsm_member *m = &st->members[i];

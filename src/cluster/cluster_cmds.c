@@ -15,7 +15,7 @@
 static void on_stop_timer(uv_timer_t *t)
 {
 	struct cluster *c = t->data;
-	if (c->h.stop != NULL && !c->shutting)
+	if (c->h.stop != NULL && !cluster_closing(c))
 		c->h.stop(c->h.arg, 0, "stop-cluster");
 }
 
@@ -141,7 +141,7 @@ static void on_stop_told(void *arg, int status, const cJSON *reply)
 	struct cluster *c = arg;
 	(void)status;
 	(void)reply;
-	if (--c->stops_pending == 0 && c->stop_timer_open && !c->shutting)
+	if (--c->stops_pending == 0 && c->stop_timer_open && !cluster_closing(c))
 		uv_timer_start(&c->stop_timer, on_stop_timer, CLUSTER_STOP_DELAY_MS, 0);
 }
 

@@ -57,6 +57,32 @@ struct cluster_reset_set {
 	char address[CLUSTERFSM_MAX_NODES][CLUSTERFSM_ADDR_MAX];
 };
 
+/*
+ * Where the agent is in the cluster layer's life.  The phases exclude each
+ * other: seeding blocks every membership change, a reset in any of its
+ * steps refuses another and blocks the restart it is not part of, and
+ * nothing starts once the layer is closing.  Only cluster_set_phase moves
+ * it, along the moves its table allows.
+ */
+enum cluster_phase {
+	CLUSTER_RUNNING,   /* joining (see started) or a member with nothing special going on */
+	CLUSTER_SEEDING,   /* bootstrapped: the allowed list is being seeded */
+	CLUSTER_RESETTING, /* coordinating a reset-members (cluster_reset_coord.c) */
+	CLUSTER_RESET_PREPARED, /* phase 1 accepted: reset_set held until commit or expiry */
+	CLUSTER_RESET_ARMED,    /* committed: restart with reset_set when reset_timer fires */
+	CLUSTER_REOPENING,      /* raft closed, restarting with reset_set */
+	CLUSTER_CLOSING,        /* cluster_shutdown called: leaving (if asked), then closing */
+	CLUSTER_LEFT,           /* the leader removed us: the local state is wiped once closed */
+};
+
+/*
+ * The booleans that remain beside the phase are facts that hold across
+ * phases, not phases: whether Raft runs (started stays true while closing
+ * or restarting), which handles are open, and the leader's and the
+ * leaver's operations in flight, which are bounded by their own callbacks
+ * and may overlap each other and a reset (an admission and a removal may
+ * both wait on commits when leadership is lost).
+ */
 struct cluster {
 	uv_loop_t *loop;
 	const struct efm_config *cfg;
@@ -71,6 +97,8 @@ struct cluster {
 	/* Timing, all ms; see cluster_timing() for how they follow the node timeout. */
 	uint64_t node_timeout_ms, election_ms, heartbeat_ms, tick_ms, removal_ms, defer_ms;
 
+	enum cluster_phase phase; /* moved by cluster_set_phase only */
+
 	struct raftio rio;
 	bool rio_open; /* raftio_init succeeded: must be closed */
 	bool started;  /* raftio_start done */
@@ -81,7 +109,6 @@ struct cluster {
 
 	/* Joining. */
 	bool had_state;   /* raft state found at start */
-	bool seeding;     /* bootstrapped: allowed list being seeded */
 	int seed_pending; /* ALLOW_NODE proposals outstanding */
 	int join_pending; /* join calls outstanding */
 	uint64_t join_last_ms;
@@ -94,32 +121,28 @@ struct cluster {
 	 */
 	char vote_for[CLUSTERFSM_ADDR_MAX];
 	uint64_t vote_until_ms;
-	uint64_t defer_until_ms; /* leave deadline */
-	bool admitting;          /* leader: one admission at a time */
-	bool transferring;       /* leaving: our leadership transfer in flight */
-	bool removing;           /* leader: a dead member removal in flight */
+
+	/* The leader's membership operations in flight (cluster_admit.c). */
+	bool admitting; /* one admission at a time */
+	bool removing;  /* one removal at a time */
 
 	/* Majority. */
 	bool majority_known, in_majority;
 	uint64_t leader_since_ms; /* when we became leader, 0 if not */
 	size_t last_voters;
 
-	/* reset-members (cluster_reset.c). */
-	bool resetting;      /* this agent coordinates a reset */
-	bool reset_prepared; /* phase 1 accepted: reset_set held until commit or expiry */
-	bool reset_armed;    /* committed: restart with reset_set when reset_timer fires */
-	bool reopening;      /* raft closed, restarting with reset_set */
-	uint64_t reset_id;   /* the coordinator's random id of the prepared/armed reset */
+	/* reset-members (cluster_reset_coord.c, cluster_reset_part.c). */
+	uint64_t reset_id; /* the coordinator's random id of the prepared/armed reset */
 	char reset_from[CLUSTERFSM_ADDR_MAX]; /* the coordinator of that reset */
 	struct cluster_reset_set reset_set;
 	uv_timer_t reset_timer;
 	bool reset_timer_open;
 
 	/* Shutdown. */
-	bool shutting;
-	bool left;
-	int leave_pending; /* leave calls in flight */
-	bool no_leave;     /* stop-cluster: keep membership and state */
+	uint64_t defer_until_ms; /* leave deadline */
+	bool transferring;       /* leaving: our leadership transfer in flight */
+	int leave_pending;       /* leave calls in flight */
+	bool no_leave;           /* stop-cluster: keep membership and state */
 	uv_timer_t stop_timer;
 	bool stop_timer_open;
 	int stops_pending; /* stop-cluster: members still to be told */
@@ -140,6 +163,16 @@ typedef void (*cluster_rpc_fn)(struct cluster *c, struct rpc_conn *conn, uint64_
                                const char *peer_addr, const cJSON *msg);
 
 /* cluster_util.c */
+/*
+ * cluster_set_phase moves c->phase, logging old -> new; an impossible move
+ * is logged and refused (false).
+ */
+bool cluster_set_phase(struct cluster *c, enum cluster_phase to);
+const char *cluster_phase_name(enum cluster_phase p);
+/* cluster_closing: cluster_shutdown was called; nothing new may start. */
+bool cluster_closing(const struct cluster *c);
+/* cluster_in_reset: a reset-members is coordinated, prepared or armed here. */
+bool cluster_in_reset(const struct cluster *c);
 uint64_t cluster_now(const struct cluster *c);
 /* cluster_leader_address: the leader's address or NULL when none is known. */
 const char *cluster_leader_address(struct cluster *c);

@@ -25,7 +25,7 @@ bool cluster_start_raft(struct cluster *c, bool bootstrap)
 	}
 	c->started = true;
 	if (bootstrap) {
-		c->seeding = true;
+		(void)cluster_set_phase(c, CLUSTER_SEEDING);
 		log_info("cluster %s: bootstrapped a new cluster with this agent (%s) as its first "
 		         "member",
 		         c->name, c->address);
@@ -133,7 +133,7 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 {
 	struct cluster *c = arg;
 	c->join_pending--;
-	if (c->shutting)
+	if (cluster_closing(c))
 		goto out;
 	if (status != 0 || reply == NULL)
 		goto out;
@@ -173,7 +173,7 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 		log_fine("cluster %s: join: %s", c->name, err->valuestring);
 	}
 out:
-	if (c->join_pending == 0 && !c->started && !c->shutting)
+	if (c->join_pending == 0 && !c->started && !cluster_closing(c))
 		maybe_bootstrap(c, count_peers(c));
 }
 
@@ -252,8 +252,8 @@ static void on_seeded(void *arg, int status, const struct clusterfsm_result *res
 	if (status != 0)
 		log_warning("cluster %s: seeding the allowed node list failed: %s", c->name,
 		            raft_strerror(status));
-	if (--c->seed_pending == 0)
-		c->seeding = false;
+	if (--c->seed_pending == 0 && c->phase == CLUSTER_SEEDING)
+		(void)cluster_set_phase(c, CLUSTER_RUNNING);
 }
 
 void cluster_seed(struct cluster *c)
@@ -273,5 +273,5 @@ void cluster_seed(struct cluster *c)
 			c->seed_pending++;
 	}
 	if (c->seed_pending == 0)
-		c->seeding = false;
+		(void)cluster_set_phase(c, CLUSTER_RUNNING);
 }

@@ -106,7 +106,8 @@ static const struct {
  */
 static void end_op(struct reset_op *op, cJSON *reply)
 {
-	op->c->resetting = false;
+	if (op->c->phase == CLUSTER_RESETTING)
+		(void)cluster_set_phase(op->c, CLUSTER_RUNNING);
 	admin_reply(op->req, reply);
 	op->req = NULL;
 	if (op->pending == 0)
@@ -214,7 +215,7 @@ static void send_step(struct reset_op *op, enum reset_step step)
 		                 : step == RESET_COMMIT
 		                     ? p->step[RESET_PREPARE] == STEP_OK
 		                     : p->step[before] == STEP_OK || p->step[before] == STEP_SILENT;
-		if (!concerned || c->shutting || c->rpc == NULL)
+		if (!concerned || cluster_closing(c) || c->rpc == NULL)
 			continue;
 		if (step == RESET_PREPARE)
 			log_info("cluster %s: reset-members: proposing the new voting set to %s "
@@ -246,7 +247,7 @@ static void commit_done(struct reset_op *op)
 	struct cluster *c = op->c;
 	char set[1024], gone[1024], refusals[1536] = "", silent[1024] = "";
 	size_t used = 0;
-	const char *leader = c->shutting ? NULL : cluster_leader_address(c);
+	const char *leader = cluster_closing(c) ? NULL : cluster_leader_address(c);
 	gone[0] = '\0';
 	cluster_reset_set_text(&c->reset_set, set, sizeof(set));
 	for (size_t i = 0; i < op->n; i++) {
@@ -259,10 +260,10 @@ static void commit_done(struct reset_op *op)
 			append(silent, sizeof(silent), p->address);
 		}
 	}
-	if (c->shutting || leader != NULL || refusals[0] != '\0') {
+	if (cluster_closing(c) || leader != NULL || refusals[0] != '\0') {
 		/* Those that committed wait CLUSTER_RESET_DELAY_MS: an abort still stops them. */
 		send_step(op, RESET_ABORT);
-		if (c->shutting) {
+		if (cluster_closing(c)) {
 			end_op(op, cluster_error_reply("reset-members: this agent is stopping"));
 			return;
 		}
@@ -314,13 +315,13 @@ static void commit_done(struct reset_op *op)
 	cJSON_AddStringToObject(r, "message", msg);
 	cJSON_AddItemToObject(r, "members", members);
 	cJSON_AddItemToObject(r, "removed", removed);
-	c->reset_id = op->rid;
-	end_op(op, r);
 	/* Last: the participants armed their restart before answering the commit. */
 	log_info("cluster %s: reset-members: every participant has the commit; this agent "
 	         "restarts last",
 	         c->name);
+	c->reset_id = op->rid;
 	cluster_reset_arm(c, CLUSTER_RESET_DELAY_MS);
+	end_op(op, r);
 }
 
 /* ---- phase 1, prepare ---- */
@@ -329,7 +330,7 @@ static void prepare_done(struct reset_op *op)
 {
 	struct cluster *c = op->c;
 	char why[1536] = "";
-	const char *leader = c->shutting ? NULL : cluster_leader_address(c);
+	const char *leader = cluster_closing(c) ? NULL : cluster_leader_address(c);
 	for (size_t i = 0; i < op->n; i++) {
 		struct reset_peer *p = &op->p[i];
 		char line[512];
@@ -343,7 +344,7 @@ static void prepare_done(struct reset_op *op)
 			continue;
 		append(why, sizeof(why), line);
 	}
-	if (!c->shutting && leader == NULL && why[0] == '\0') {
+	if (!cluster_closing(c) && leader == NULL && why[0] == '\0') {
 		char rid[32];
 		cluster_reset_id_text(op->rid, rid, sizeof(rid));
 		log_info("cluster %s: reset-members: every participant prepared reset %s; sending "
@@ -354,7 +355,7 @@ static void prepare_done(struct reset_op *op)
 	}
 	/* One refusal or silence and nobody restarts: tell those that may hold the set. */
 	send_step(op, RESET_ABORT);
-	if (c->shutting) {
+	if (cluster_closing(c)) {
 		end_op(op, cluster_error_reply("reset-members: this agent is stopping"));
 		return;
 	}
@@ -379,7 +380,7 @@ static void probes_done(struct reset_op *op)
 	struct cluster *c = op->c;
 	const char *leader = cluster_leader_address(c);
 	size_t alive = 1;
-	if (c->shutting || c->reopening) {
+	if (cluster_closing(c)) {
 		end_op(op, cluster_error_reply("reset-members: this agent is stopping"));
 		return;
 	}
@@ -491,7 +492,7 @@ static void on_probe_reply(void *arg, int status, const cJSON *reply)
 void cluster_reset_members(struct cluster *c, struct admin_request *req)
 {
 	log_info("cluster %s: reset-members requested by uid %ld", c->name, (long)req->uid);
-	if (!c->started || c->reopening || !raftio_configured(&c->rio) ||
+	if (!c->started || c->phase == CLUSTER_REOPENING || !raftio_configured(&c->rio) ||
 	    !raftio_voter(&c->rio, c->id)) {
 		admin_reply_error(req,
 		                  "reset-members: this agent (%s) is not a voting member of "
@@ -499,9 +500,14 @@ void cluster_reset_members(struct cluster *c, struct admin_request *req)
 		                  c->address, c->name);
 		return;
 	}
-	if (c->resetting || c->reset_prepared || c->reset_armed) {
+	if (cluster_in_reset(c)) {
 		admin_reply_error(req,
 		                  "reset-members: a reset is already in progress on this agent");
+		return;
+	}
+	if (c->phase != CLUSTER_RUNNING) {
+		admin_reply_error(req, "reset-members: this agent is busy (%s); try again shortly",
+		                  cluster_phase_name(c->phase));
 		return;
 	}
 	const char *leader = cluster_leader_address(c);
@@ -538,7 +544,7 @@ void cluster_reset_members(struct cluster *c, struct admin_request *req)
 		p->id = s->id;
 		snprintf(p->address, sizeof(p->address), "%s", s->address);
 	}
-	c->resetting = true;
+	(void)cluster_set_phase(c, CLUSTER_RESETTING);
 	log_info("cluster %s: reset-members: no leader; asking the %zu other member(s) of the "
 	         "configuration whether they are running and leaderless",
 	         c->name, op->n);

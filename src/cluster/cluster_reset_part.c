@@ -51,12 +51,12 @@ static void on_reset_timer(uv_timer_t *t)
 {
 	struct cluster *c = t->data;
 	char rid[32];
-	c->reset_armed = false;
-	if (c->shutting)
+	if (c->phase != CLUSTER_RESET_ARMED)
 		return;
 	cluster_reset_id_text(c->reset_id, rid, sizeof(rid));
 	const char *leader = cluster_leader_address(c);
 	if (leader != NULL) {
+		(void)cluster_set_phase(c, CLUSTER_RUNNING);
 		log_warning("cluster %s: reset-members: reset %s dropped right before the restart: "
 		            "a leader (%s) appeared, so quorum is not lost; this agent keeps its "
 		            "configuration",
@@ -74,9 +74,9 @@ static void on_prepare_expired(uv_timer_t *t)
 {
 	struct cluster *c = t->data;
 	char rid[32];
-	if (!c->reset_prepared)
+	if (c->phase != CLUSTER_RESET_PREPARED)
 		return;
-	c->reset_prepared = false;
+	(void)cluster_set_phase(c, CLUSTER_RUNNING);
 	cluster_reset_id_text(c->reset_id, rid, sizeof(rid));
 	log_warning("cluster %s: reset-members: the voting set prepared for reset %s (from %s) "
 	            "expired after %d s without a commit: dropped, this agent keeps its "
@@ -97,16 +97,14 @@ static void start_reset_timer(struct cluster *c, uv_timer_cb cb, uint64_t delay_
 
 void cluster_reset_arm(struct cluster *c, uint64_t delay_ms)
 {
-	c->reset_prepared = false;
-	c->reset_armed = true;
+	(void)cluster_set_phase(c, CLUSTER_RESET_ARMED);
 	start_reset_timer(c, on_reset_timer, delay_ms);
 }
 
 /* disarm drops a prepared or armed reset that has not restarted anything yet. */
 static void disarm(struct cluster *c)
 {
-	c->reset_prepared = false;
-	c->reset_armed = false;
+	(void)cluster_set_phase(c, CLUSTER_RUNNING);
 	if (c->reset_timer_open)
 		uv_timer_stop(&c->reset_timer);
 }
@@ -142,9 +140,9 @@ void cluster_rpc_reset_probe(struct cluster *c, struct rpc_conn *conn, uint64_t 
 {
 	const char *leader = cluster_leader_address(c);
 	cJSON *r;
-	if (!c->started || c->reopening || !raftio_configured(&c->rio)) {
+	if (!c->started || c->phase == CLUSTER_REOPENING || !raftio_configured(&c->rio)) {
 		r = cluster_error_reply("%s has no cluster state", c->address);
-	} else if (c->resetting || c->reset_prepared || c->reset_armed) {
+	} else if (cluster_in_reset(c)) {
 		r = cluster_error_reply("%s is busy with another reset-members", c->address);
 	} else {
 		r = cJSON_CreateObject();
@@ -176,13 +174,14 @@ void cluster_rpc_reset_apply(struct cluster *c, struct rpc_conn *conn, uint64_t 
 	}
 	for (size_t i = 0; i < s.n; i++)
 		self = self || s.id[i] == c->id;
-	if (leader != NULL || !self || c->resetting || c->reset_prepared || c->reset_armed ||
-	    c->reopening || !c->started || c->shutting) {
-		const char *why = leader != NULL ? "this agent has a cluster leader"
-		                  : !self        ? "this agent is not in the new voting set"
-		                  : !c->started  ? "this agent has no cluster state"
-		                  : c->shutting  ? "this agent is stopping"
-		                                 : "this agent is busy with another reset";
+	if (leader != NULL || !self || !c->started || c->phase != CLUSTER_RUNNING) {
+		const char *why = leader != NULL       ? "this agent has a cluster leader"
+		                  : !self              ? "this agent is not in the new voting set"
+		                  : !c->started        ? "this agent has no cluster state"
+		                  : cluster_closing(c) ? "this agent is stopping"
+		                  : c->phase == CLUSTER_SEEDING
+		                      ? "this agent is seeding a new cluster"
+		                      : "this agent is busy with another reset";
 		log_warning(
 		    "cluster %s: reset-members: refusing the new voting set from %s: %s%s%s",
 		    c->name, peer_addr, why, leader != NULL ? " " : "",
@@ -195,7 +194,7 @@ void cluster_rpc_reset_apply(struct cluster *c, struct rpc_conn *conn, uint64_t 
 	c->reset_set = s;
 	c->reset_id = rid;
 	snprintf(c->reset_from, sizeof(c->reset_from), "%s", peer_addr);
-	c->reset_prepared = true;
+	(void)cluster_set_phase(c, CLUSTER_RESET_PREPARED);
 	start_reset_timer(c, on_prepare_expired, CLUSTER_RESET_PREPARE_MS);
 	cluster_reset_set_text(&s, set, sizeof(set));
 	cluster_reset_id_text(rid, rtext, sizeof(rtext));
@@ -222,7 +221,7 @@ void cluster_rpc_reset_commit(struct cluster *c, struct rpc_conn *conn, uint64_t
 	char rtext[32], set[1024];
 	const char *leader = cluster_leader_address(c);
 	cluster_reset_id_text(rid, rtext, sizeof(rtext));
-	if (!c->reset_prepared || !matches(c, peer_addr, rid)) {
+	if (c->phase != CLUSTER_RESET_PREPARED || !matches(c, peer_addr, rid)) {
 		log_warning("cluster %s: reset-members: commit of reset %s from %s refused: this "
 		            "agent holds no such prepared reset (expired or aborted?)",
 		            c->name, rtext, peer_addr);
@@ -230,17 +229,15 @@ void cluster_rpc_reset_commit(struct cluster *c, struct rpc_conn *conn, uint64_t
 		                                    rtext, peer_addr));
 		return;
 	}
-	if (leader != NULL || c->reopening || c->shutting || !c->started) {
+	/* Prepared, so neither stopping nor restarting: only a leader can stop it now. */
+	if (leader != NULL) {
 		disarm(c);
-		const char *why =
-		    leader != NULL ? "this agent found a cluster leader" : "this agent is stopping";
-		log_warning(
-		    "cluster %s: reset-members: commit of reset %s from %s refused: %s%s%s; "
-		    "the prepared set is dropped and this agent keeps its configuration",
-		    c->name, rtext, peer_addr, why, leader != NULL ? " " : "",
-		    leader != NULL ? leader : "");
-		rpc_reply(conn, cluster_error_reply("%s%s%s", why, leader != NULL ? " " : "",
-		                                    leader != NULL ? leader : ""));
+		log_warning("cluster %s: reset-members: commit of reset %s from %s refused: this "
+		            "agent found a cluster leader %s; the prepared set is dropped and this "
+		            "agent keeps its configuration",
+		            c->name, rtext, peer_addr, leader);
+		rpc_reply(conn,
+		          cluster_error_reply("this agent found a cluster leader %s", leader));
 		return;
 	}
 	cluster_reset_set_text(&c->reset_set, set, sizeof(set));
@@ -252,14 +249,16 @@ void cluster_rpc_reset_commit(struct cluster *c, struct rpc_conn *conn, uint64_t
 	rpc_reply(conn, cluster_ok_reply());
 }
 
-/* cluster_rpc_reset_abort drops the prepared or armed (not yet restarted) reset named by the message. */
+/* cluster_rpc_reset_abort drops the prepared or armed (not yet restarted) reset named by the
+ * message. */
 void cluster_rpc_reset_abort(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                              const char *peer_addr, const cJSON *msg)
 {
 	uint64_t rid = parse_rid(msg);
 	char rtext[32];
 	cluster_reset_id_text(rid, rtext, sizeof(rtext));
-	if ((!c->reset_prepared && !c->reset_armed) || !matches(c, peer_addr, rid)) {
+	if ((c->phase != CLUSTER_RESET_PREPARED && c->phase != CLUSTER_RESET_ARMED) ||
+	    !matches(c, peer_addr, rid)) {
 		log_info("cluster %s: reset-members: %s aborts reset %s, which this agent does not "
 		         "hold: nothing to do",
 		         c->name, peer_addr, rtext);

@@ -1,6 +1,7 @@
 /*
- * cluster_util.c - what every part of the cluster layer uses: the clock,
- * the leader's address, the .nodes file, and the shape of replies.
+ * cluster_util.c - what every part of the cluster layer uses: the phase,
+ * the clock, the leader's address, the .nodes file, and the shape of
+ * replies.
  */
 #include "cluster_int.h"
 
@@ -10,6 +11,69 @@
 
 #include "fsutil.h"
 #include "log.h"
+
+static const char *const phase_names[] = {
+    [CLUSTER_RUNNING] = "running",
+    [CLUSTER_SEEDING] = "seeding",
+    [CLUSTER_RESETTING] = "coordinating a reset",
+    [CLUSTER_RESET_PREPARED] = "reset prepared",
+    [CLUSTER_RESET_ARMED] = "reset armed",
+    [CLUSTER_REOPENING] = "reopening",
+    [CLUSTER_CLOSING] = "closing",
+    [CLUSTER_LEFT] = "left",
+};
+
+#define N_PHASES (sizeof(phase_names) / sizeof(phase_names[0]))
+
+/* The moves cluster_set_phase allows: [from][to]. */
+static const bool phase_moves[N_PHASES][N_PHASES] = {
+    [CLUSTER_RUNNING] = {[CLUSTER_SEEDING] = true,
+                         [CLUSTER_RESETTING] = true,
+                         [CLUSTER_RESET_PREPARED] = true,
+                         [CLUSTER_CLOSING] = true},
+    [CLUSTER_SEEDING] = {[CLUSTER_RUNNING] = true, [CLUSTER_CLOSING] = true},
+    /* The coordinator arms its own restart once every participant committed. */
+    [CLUSTER_RESETTING] =
+        {[CLUSTER_RUNNING] = true, [CLUSTER_RESET_ARMED] = true, [CLUSTER_CLOSING] = true},
+    [CLUSTER_RESET_PREPARED] =
+        {[CLUSTER_RUNNING] = true, [CLUSTER_RESET_ARMED] = true, [CLUSTER_CLOSING] = true},
+    [CLUSTER_RESET_ARMED] =
+        {[CLUSTER_RUNNING] = true, [CLUSTER_REOPENING] = true, [CLUSTER_CLOSING] = true},
+    /* Closing while reopening: the restart's close callback finishes the shutdown. */
+    [CLUSTER_REOPENING] = {[CLUSTER_RUNNING] = true, [CLUSTER_CLOSING] = true},
+    [CLUSTER_CLOSING] = {[CLUSTER_LEFT] = true},
+};
+
+const char *cluster_phase_name(enum cluster_phase p)
+{
+	return (unsigned)p < N_PHASES ? phase_names[p] : "?";
+}
+
+bool cluster_set_phase(struct cluster *c, enum cluster_phase to)
+{
+	if (c->phase == to)
+		return true;
+	if ((unsigned)to >= N_PHASES || !phase_moves[c->phase][to]) {
+		log_severe("cluster %s: impossible phase change %s -> %s, refused", c->name,
+		           cluster_phase_name(c->phase), cluster_phase_name(to));
+		return false;
+	}
+	log_info("cluster %s: phase %s -> %s", c->name, cluster_phase_name(c->phase),
+	         cluster_phase_name(to));
+	c->phase = to;
+	return true;
+}
+
+bool cluster_closing(const struct cluster *c)
+{
+	return c->phase >= CLUSTER_CLOSING;
+}
+
+bool cluster_in_reset(const struct cluster *c)
+{
+	return c->phase == CLUSTER_RESETTING || c->phase == CLUSTER_RESET_PREPARED ||
+	       c->phase == CLUSTER_RESET_ARMED;
+}
 
 uint64_t cluster_now(const struct cluster *c)
 {
