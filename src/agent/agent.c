@@ -472,10 +472,14 @@ static bool cluster_local(void *arg, struct members_report *out)
 	return true;
 }
 
-static void cluster_stop_hook(void *arg, int exit_code, const char *why)
+static void cluster_stop_hook(void *arg, enum cluster_stop_reason reason, const char *why)
 {
-	struct agent *a = arg;
-	agent_stop(a, exit_code == CLUSTER_EXIT_REFUSED ? AGENT_EXIT_REFUSED : exit_code, why);
+	static const enum agent_exit exit_code[] = {
+	    [CLUSTER_STOP_REQUESTED] = AGENT_EXIT_OK,
+	    [CLUSTER_STOP_FAILED] = AGENT_EXIT_FAILURE,
+	    [CLUSTER_STOP_REFUSED] = AGENT_EXIT_REFUSED,
+	};
+	agent_stop(arg, exit_code[reason], why);
 }
 
 static void cluster_event_hook(void *arg, enum notify_event ev, const char *node)

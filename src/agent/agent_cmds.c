@@ -1,9 +1,10 @@
 /*
  * agent_cmds.c - the admin commands efmd answers, as a table.
  *
- * Until the cluster layer lands the agent knows only itself: the status
- * shows this node, with its database queried directly for the Promote
- * Status section, and the commands that need the cluster say so.
+ * The cluster layer answers the cluster status and the node management
+ * commands; the agent adds this node's own row (its monitor knows the
+ * database) and answers what concerns only this node: node-status-json
+ * and resume.  promote says it is not supported yet.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +16,6 @@
 #include "dbmon.h"
 #include "log.h"
 #include "notify.h"
-
-/* A cluster-status request waiting on the direct query of the database. */
-struct status_query {
-	struct admin_request *req;
-	struct agent *agent;
-	bool json_node_only; /* node-status-json */
-};
 
 static enum up_state local_db_state(const struct agent *a)
 {
@@ -49,52 +43,6 @@ static void add_local_messages(const struct agent *a, struct status_model *m)
 	if (a->type == NODE_IDLE && a->mon != NULL && dbmon_status(a->mon)->failed)
 		status_add_message(m, "The local database was declared failed; after repairing it "
 		                      "run 'efm resume'.");
-}
-
-/* build_model describes this node; the xlog columns come from the probe. */
-static void build_model(const struct agent *a, struct status_model *m,
-                        const struct db_probe_result *probe)
-{
-	snprintf(m->cluster, sizeof(m->cluster), "%s", a->cluster);
-	struct status_node *n = status_add_node(m);
-	if (n == NULL)
-		return;
-	snprintf(n->address, sizeof(n->address), "%s", agent_local_address(a));
-	n->type = a->type;
-	n->agent = STATE_UP;
-	n->db = local_db_state(a);
-	if (a->mon != NULL) {
-		const struct dbmon_status *st = dbmon_status(a->mon);
-		if (st->failed)
-			snprintf(n->info, sizeof(n->info), "DB failed: %s",
-			         st->error[0] ? st->error : "no answer");
-	}
-	if (probe == NULL) {
-		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s",
-		         a->cfg->is_witness ? "" : "not queried");
-	} else if (!probe->ok) {
-		snprintf(n->xlog, sizeof(n->xlog), "UNKNOWN");
-		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s", probe->error);
-	} else {
-		snprintf(n->xlog, sizeof(n->xlog), "%s", db_sample_lsn(&probe->sample));
-		if (a->type == NODE_IDLE)
-			snprintf(n->xloginfo, sizeof(n->xloginfo), "%s",
-			         probe->sample.role == DB_ROLE_MASTER ? "DB is not in recovery."
-			                                              : "DB is in recovery.");
-	}
-
-	status_add_allowed(m, agent_local_address(a));
-	for (size_t i = 0; i < a->cfg->n_nodes; i++) {
-		const char *host = a->cfg->nodes[i].host;
-		bool seen = false;
-		for (size_t j = 0; j < m->n_allowed; j++)
-			seen = seen || strcmp(m->allowed[j], host) == 0;
-		if (!seen)
-			status_add_allowed(m, host);
-	}
-	if (a->type == NODE_STANDBY)
-		status_add_priority(m, agent_local_address(a));
-	add_local_messages(a, m);
 }
 
 /* agent_status_local_node fills this node's row of the cluster-wide status and its messages. */
@@ -135,84 +83,67 @@ static cJSON *node_json(const struct agent *a, const struct status_node *n)
 	return o;
 }
 
-/* finish_status replies to a status request once the database answered (or not). */
-static void finish_status(struct status_query *q, const struct db_probe_result *probe)
-{
-	struct status_model m = {0};
-	build_model(q->agent, &m, probe);
-	cJSON *reply = cJSON_CreateObject();
-	cJSON_AddBoolToObject(reply, "ok", true);
-	if (q->json_node_only && m.n_nodes > 0)
-		cJSON_AddItemToObject(reply, "node", node_json(q->agent, &m.nodes[0]));
-	else
-		cJSON_AddItemToObject(reply, "status", status_to_json(&m));
-	status_free(&m);
-	admin_reply(q->req, reply);
-	free(q);
-}
-
-static void on_probe(void *arg, const struct db_probe_result *r)
-{
-	finish_status(arg, r);
-}
-
-static void start_status(struct admin_request *req, bool node_only)
+/*
+ * cluster_of gives the cluster layer for a command that needs it, or
+ * answers that the agent is stopping and gives NULL.
+ */
+static struct cluster *cluster_of(struct admin_request *req)
 {
 	struct agent *a = req->agent;
-	struct status_query *q = calloc(1, sizeof(*q));
-	if (q == NULL) {
-		admin_reply_error(req, "out of memory");
-		return;
-	}
-	q->req = req;
-	q->agent = a;
-	q->json_node_only = node_only;
-	if (a->cfg->is_witness || a->stopping) {
-		finish_status(q, NULL);
-		return;
-	}
-	if (node_only) {
-		/* node-status-json must stay cheap: report the monitor's last check. */
-		const struct dbmon_status *st = dbmon_status(a->mon);
-		struct db_probe_result r = {.ok = st->last_ok, .sample = st->last};
-		snprintf(r.error, sizeof(r.error), "%s", st->error);
-		finish_status(q, &r);
-		return;
-	}
-	/* The Promote Status column is a direct query, bounded by remote.timeout. */
-	int rc = db_probe(a->loop, a->cfg, a->password, a->cfg->db_host, a->cfg->db_port,
-	                  (uint64_t)a->cfg->remote_timeout_s * 1000, on_probe, q);
-	if (rc < 0) {
-		struct db_probe_result r = {.ok = false};
-		snprintf(r.error, sizeof(r.error), "could not start the query: %s",
-		         uv_strerror(rc));
-		finish_status(q, &r);
-	}
+	if (a->cl != NULL && !a->stopping)
+		return a->cl;
+	admin_reply_error(req, "%s: the agent is stopping", req->command);
+	return NULL;
 }
 
 static void cmd_cluster_status(struct admin_request *req)
 {
-	struct agent *a = req->agent;
-	if (a->cl != NULL && !a->stopping)
-		cluster_status_command(a->cl, req);
-	else
-		start_status(req, false);
+	struct cluster *cl = cluster_of(req);
+	if (cl != NULL)
+		cluster_status_command(cl, req);
 }
 
 /* cmd_cluster runs a node management command through the cluster layer. */
 static void cmd_cluster(struct admin_request *req)
 {
-	struct agent *a = req->agent;
-	if (a->cl == NULL || a->stopping) {
-		admin_reply_error(req, "%s: the agent is stopping", req->command);
-		return;
-	}
-	cluster_admin_command(a->cl, req);
+	struct cluster *cl = cluster_of(req);
+	if (cl != NULL)
+		cluster_admin_command(cl, req);
 }
 
+static void cmd_reset_members(struct admin_request *req)
+{
+	struct cluster *cl = cluster_of(req);
+	if (cl != NULL)
+		cluster_reset_members(cl, req);
+}
+
+/* cmd_node_status answers node-status-json from the monitor's last check: it must stay cheap. */
 static void cmd_node_status(struct admin_request *req)
 {
-	start_status(req, true);
+	struct agent *a = req->agent;
+	struct status_model m = {0};
+	struct status_node *n = status_add_node(&m);
+	if (n == NULL) {
+		admin_reply_error(req, "out of memory");
+		return;
+	}
+	snprintf(n->address, sizeof(n->address), "%s", agent_local_address(a));
+	agent_status_local_node(a, &m, n);
+	if (a->cfg->is_witness || a->stopping || a->mon == NULL) {
+		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s",
+		         a->cfg->is_witness ? "" : "not queried");
+	} else {
+		const struct dbmon_status *st = dbmon_status(a->mon);
+		struct db_probe_result r = {.ok = st->last_ok, .sample = st->last};
+		snprintf(r.error, sizeof(r.error), "%s", st->error);
+		cluster_status_xlog(n, &r);
+	}
+	cJSON *reply = cJSON_CreateObject();
+	cJSON_AddBoolToObject(reply, "ok", true);
+	cJSON_AddItemToObject(reply, "node", node_json(a, n));
+	status_free(&m);
+	admin_reply(req, reply);
 }
 
 /* A resume request waiting on the direct check of the local database. */
@@ -330,7 +261,7 @@ const struct admin_command agent_admin_commands[] = {
     {"promote", true, cmd_not_yet},
     {"resume", true, cmd_resume},
     {"stop-cluster", true, cmd_cluster},
-    {"reset-members", true, cmd_cluster},
+    {"reset-members", true, cmd_reset_members},
 };
 const size_t agent_admin_n_commands =
     sizeof(agent_admin_commands) / sizeof(agent_admin_commands[0]);

@@ -304,7 +304,8 @@ static void on_reopen_closed(void *arg)
 		log_severe("cluster %s: reset-members: the consensus module could not restart: %s",
 		           c->name, err);
 		if (c->h.stop != NULL)
-			c->h.stop(c->h.arg, 1, "consensus module failed after reset-members");
+			c->h.stop(c->h.arg, CLUSTER_STOP_FAILED,
+			          "consensus module failed after reset-members");
 		return;
 	}
 	c->majority_known = c->in_majority = false;

@@ -15,8 +15,8 @@
  *    bootstraps and the others keep asking.  An agent that told a lower
  *    address "no cluster here" defers to it for a while, so two clusters
  *    never form from one .nodes set.
- * The leader admits only allowed hosts; a refused agent is stopped with
- * CLUSTER_EXIT_REFUSED.
+ * The leader admits only allowed hosts; a refused agent is asked to stop
+ * with CLUSTER_STOP_REFUSED.
  *
  * cluster_shutdown(leave=true) is the SIGTERM path: leave the membership
  * (transferring leadership first), wipe the Raft state, close.  With
@@ -38,18 +38,23 @@
 #include "notify.h"
 #include "status.h"
 
-/* efmd's exit code when the leader refuses to admit this node (EX_NOPERM). */
-#define CLUSTER_EXIT_REFUSED 77
-
 struct cluster;
+struct db_probe_result;
+
+/* Why the cluster layer asks the agent to stop; the agent chooses its exit code. */
+enum cluster_stop_reason {
+	CLUSTER_STOP_REQUESTED, /* stop-cluster: a clean stop that keeps the membership */
+	CLUSTER_STOP_FAILED,    /* the consensus module failed */
+	CLUSTER_STOP_REFUSED,   /* the leader refused to admit this node */
+};
 
 /* What the agent provides to the cluster layer. */
 struct cluster_hooks {
 	void *arg;
 	/* local fills the agent's own report; false while its role is not known yet. */
 	bool (*local)(void *arg, struct members_report *out);
-	/* stop asks the agent to stop (stop-cluster, refused admission). */
-	void (*stop)(void *arg, int exit_code, const char *why);
+	/* stop asks the agent to stop (stop-cluster, refused admission, failure). */
+	void (*stop)(void *arg, enum cluster_stop_reason reason, const char *why);
 	/*
 	 * local_node fills this node's row and adds its messages to m (the
 	 * agent knows its monitor); may be NULL.
@@ -103,5 +108,11 @@ void cluster_reset_members(struct cluster *c, struct admin_request *req);
 
 /* cluster_status_command answers cluster-status(-json) with every member's state. */
 void cluster_status_command(struct cluster *c, struct admin_request *req);
+
+/*
+ * cluster_status_xlog fills the Promote Status cells of a status row (xlog,
+ * and xloginfo for an Idle node) from a query of its database.
+ */
+void cluster_status_xlog(struct status_node *n, const struct db_probe_result *r);
 
 #endif

@@ -74,18 +74,19 @@ static void on_admit_voter(void *arg, int status)
 	if (status != 0) {
 		log_warning("cluster %s: could not make %s a voter: %s", a->c->name, a->address,
 		            raft_strerror(status));
-		cJSON *r = cluster_error_reply("could not add the agent to the voting set: %s",
-		                               raft_strerror(status));
-		cJSON_AddBoolToObject(r, "retry", true);
-		admit_reply(a, r);
+		admit_reply(a, cluster_retry_reply("could not add the agent to the voting set: %s",
+		                                   raft_strerror(status)));
 		return;
 	}
 	log_info("cluster %s: agent %s is now a voting member", a->c->name, a->address);
 	admit_record(a);
 }
 
-/* admit runs on the leader for a join (or update) request. */
-void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg)
+/*
+ * admit_check reads a join request into a and decides whether the agent
+ * may be admitted now: NULL if so, else the answer that refuses it.
+ */
+static cJSON *admit_check(struct cluster *c, const cJSON *msg, struct admit *a)
 {
 	const cJSON *jid = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	const cJSON *jaddr = cJSON_GetObjectItemCaseSensitive(msg, "address");
@@ -93,70 +94,61 @@ void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg)
 	const cJSON *jdb = cJSON_GetObjectItemCaseSensitive(msg, "db");
 	const cJSON *jstarted = cJSON_GetObjectItemCaseSensitive(msg, "started");
 	if (!cJSON_IsString(jid) || !cJSON_IsString(jaddr) || !cJSON_IsNumber(jrole) ||
-	    jrole->valueint < 0 || jrole->valueint > CLUSTERFSM_IDLE) {
-		if (conn != NULL)
-			rpc_reply(conn, cluster_error_reply("malformed join request"));
-		return;
-	}
-	uint64_t id = strtoull(jid->valuestring, NULL, 16);
-	const char *addr = jaddr->valuestring;
-	if (c->admitting || c->phase == CLUSTER_SEEDING || raftio_change_pending(&c->rio)) {
-		cJSON *r = cluster_error_reply("the leader is busy with another membership change");
-		cJSON_AddBoolToObject(r, "retry", true);
-		cJSON_AddBoolToObject(r, "cluster", true);
-		if (conn != NULL)
-			rpc_reply(conn, r);
-		else
-			cJSON_Delete(r);
-		return;
-	}
-	if (!clusterfsm_is_allowed(&c->rio.st, addr)) {
-		log_warning(
-		    "cluster %s: refusing to admit agent %s: its host is not in the allowed "
-		    "node list (run 'efm add-node %s %s' on a member first)",
-		    c->name, addr, c->name, addr);
-		cJSON *r =
-		    cluster_error_reply("this node's address %s is not in the allowed node list "
-		                        "of cluster %s; run 'efm add-node %s %s' on a member",
-		                        addr, c->name, c->name, addr);
-		cJSON_AddBoolToObject(r, "refused", true);
-		if (conn != NULL)
-			rpc_reply(conn, r);
-		else
-			cJSON_Delete(r);
-		return;
-	}
-	if (!cJSON_IsTrue(jstarted) && !raftio_voter(&c->rio, id)) {
-		cJSON *r = cluster_error_reply("start the consensus module, then ask again");
-		cJSON_AddBoolToObject(r, "retry", true);
-		cJSON_AddBoolToObject(r, "cluster", true);
-		if (conn != NULL)
-			rpc_reply(conn, r);
-		else
-			cJSON_Delete(r);
-		return;
-	}
-	struct admit *a = calloc(1, sizeof(*a));
-	if (a == NULL)
-		return;
-	a->c = c;
-	a->conn = conn;
-	if (conn != NULL)
-		rpc_conn_ref(conn);
-	a->id = id;
-	snprintf(a->address, sizeof(a->address), "%s", addr);
+	    jrole->valueint < 0 || jrole->valueint > CLUSTERFSM_IDLE)
+		return cluster_error_reply("malformed join request");
+	a->id = strtoull(jid->valuestring, NULL, 16);
+	snprintf(a->address, sizeof(a->address), "%s", jaddr->valuestring);
 	a->role = (enum clusterfsm_role)jrole->valueint;
 	a->db = cJSON_IsNumber(jdb) && jdb->valueint >= 0 && jdb->valueint <= CLUSTERFSM_UNKNOWN
 	            ? (enum clusterfsm_up)jdb->valueint
 	            : CLUSTERFSM_UNKNOWN;
+	if (c->admitting || c->phase == CLUSTER_SEEDING || raftio_change_pending(&c->rio))
+		return cluster_retry_reply("the leader is busy with another membership change");
+	if (!clusterfsm_is_allowed(&c->rio.st, a->address)) {
+		log_warning(
+		    "cluster %s: refusing to admit agent %s: its host is not in the allowed "
+		    "node list (run 'efm add-node %s %s' on a member first)",
+		    c->name, a->address, c->name, a->address);
+		cJSON *r =
+		    cluster_error_reply("this node's address %s is not in the allowed node list "
+		                        "of cluster %s; run 'efm add-node %s %s' on a member",
+		                        a->address, c->name, c->name, a->address);
+		cJSON_AddBoolToObject(r, "refused", true);
+		return r;
+	}
+	if (!cJSON_IsTrue(jstarted) && !raftio_voter(&c->rio, a->id))
+		return cluster_retry_reply("start the consensus module, then ask again");
+	return NULL;
+}
+
+/* cluster_admit runs on the leader for a join (or update) request. */
+void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg)
+{
+	struct admit check = {.c = c};
+	cJSON *refusal = admit_check(c, msg, &check);
+	if (refusal != NULL) {
+		/* Our own join (no conn) is simply tried again at a later tick. */
+		if (conn != NULL)
+			rpc_reply(conn, refusal);
+		else
+			cJSON_Delete(refusal);
+		return;
+	}
+	struct admit *a = malloc(sizeof(*a));
+	if (a == NULL)
+		return;
+	*a = check;
+	a->conn = conn;
+	if (conn != NULL)
+		rpc_conn_ref(conn);
 	c->admitting = true;
-	if (raftio_voter(&c->rio, id)) {
+	if (raftio_voter(&c->rio, a->id)) {
 		admit_record(a);
 		return;
 	}
-	log_info("cluster %s: admitting agent %s (%s)", c->name, addr,
+	log_info("cluster %s: admitting agent %s (%s)", c->name, a->address,
 	         clusterfsm_role_name(a->role));
-	int rc = raftio_add_voter(&c->rio, id, addr, on_admit_voter, a);
+	int rc = raftio_add_voter(&c->rio, a->id, a->address, on_admit_voter, a);
 	if (rc != 0)
 		on_admit_voter(a, rc);
 }
@@ -213,11 +205,9 @@ void cluster_remove_member(struct cluster *c, uint64_t id, const char *address,
                            struct rpc_conn *conn)
 {
 	if (c->removing || c->admitting || raftio_change_pending(&c->rio)) {
-		if (conn != NULL) {
-			cJSON *r = cluster_error_reply("the leader is busy with another change");
-			cJSON_AddBoolToObject(r, "retry", true);
-			rpc_reply(conn, r);
-		}
+		if (conn != NULL)
+			rpc_reply(conn,
+			          cluster_retry_reply("the leader is busy with another change"));
 		return;
 	}
 	struct removal *r = calloc(1, sizeof(*r));

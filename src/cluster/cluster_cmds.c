@@ -16,7 +16,7 @@ static void on_stop_timer(uv_timer_t *t)
 {
 	struct cluster *c = t->data;
 	if (c->h.stop != NULL && !cluster_closing(c))
-		c->h.stop(c->h.arg, 0, "stop-cluster");
+		c->h.stop(c->h.arg, CLUSTER_STOP_REQUESTED, "stop-cluster");
 }
 
 /* Where the answer to a command goes: the admin client or a forwarding peer. */
@@ -58,11 +58,8 @@ static void on_forwarded(void *arg, int status, const cJSON *reply)
 {
 	struct cmd_ctx *x = arg;
 	if (status != 0 || reply == NULL) {
-		cJSON *r = cluster_error_reply("the cluster leader did not answer (%s)",
-		                               strerror(-status));
-		cJSON_AddBoolToObject(r, "retry", true);
-		cJSON_AddBoolToObject(r, "cluster", true);
-		finish(x, r);
+		finish(x, cluster_retry_reply("the cluster leader did not answer (%s)",
+		                              strerror(-status)));
 		return;
 	}
 	finish(x, cJSON_Duplicate(reply, true));
@@ -75,13 +72,11 @@ static void forward_ctx(struct cmd_ctx *x, const cJSON *msg)
 	const char *leader = cluster_leader_address(c);
 	const cJSON *hops = cJSON_GetObjectItemCaseSensitive(msg, "hops");
 	if (leader == NULL || strcmp(leader, c->address) == 0 || cJSON_IsNumber(hops)) {
-		cJSON *r = cluster_error_reply(
-		    "no cluster leader is reachable from %s: it is in the minority or an election "
-		    "is in progress; try again in a few seconds",
-		    c->address);
-		cJSON_AddBoolToObject(r, "retry", true);
-		cJSON_AddBoolToObject(r, "cluster", true);
-		finish(x, r);
+		finish(x,
+		       cluster_retry_reply("no cluster leader is reachable from %s: it is in the "
+		                           "minority or an election is in progress; try again in "
+		                           "a few seconds",
+		                           c->address));
 		return;
 	}
 	cJSON *copy = cJSON_Duplicate(msg, true);
@@ -257,10 +252,6 @@ void cluster_rpc_stop(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id
 
 void cluster_admin_command(struct cluster *c, struct admin_request *req)
 {
-	if (strcmp(req->command, "reset-members") == 0) {
-		cluster_reset_members(c, req);
-		return;
-	}
 	cJSON *msg = rpc_msg("cmd");
 	struct cmd_ctx *x = msg != NULL ? new_ctx(c, req, NULL) : NULL;
 	if (x == NULL) {

@@ -180,6 +180,8 @@ const char *cluster_leader_address(struct cluster *c);
 void cluster_write_nodes(struct cluster *c);
 /* Replies: {"ok":false,"error":...}, {"ok":true,"message":...}, {"ok":true,"cluster":true}. */
 cJSON *cluster_error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* cluster_retry_reply: an error from a node that has a cluster, worth asking again. */
+cJSON *cluster_retry_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 cJSON *cluster_ok_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 cJSON *cluster_ok_reply(void);
 

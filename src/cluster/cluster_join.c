@@ -20,7 +20,7 @@ bool cluster_start_raft(struct cluster *c, bool bootstrap)
 	if (rc != 0) {
 		log_severe("cluster %s: cannot start the consensus module: %s", c->name, err);
 		if (c->h.stop != NULL)
-			c->h.stop(c->h.arg, 1, "consensus module failed");
+			c->h.stop(c->h.arg, CLUSTER_STOP_FAILED, "consensus module failed");
 		return false;
 	}
 	c->started = true;
@@ -144,7 +144,7 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 		log_severe("cluster %s: this agent (%s) was refused by the cluster: %s", c->name,
 		           c->address, cJSON_IsString(err) ? err->valuestring : "not allowed");
 		if (c->h.stop != NULL)
-			c->h.stop(c->h.arg, CLUSTER_EXIT_REFUSED, "not admitted to the cluster");
+			c->h.stop(c->h.arg, CLUSTER_STOP_REFUSED, "not admitted to the cluster");
 		goto out;
 	}
 	if (cJSON_IsTrue(cl) || cJSON_IsTrue(ok)) {

@@ -38,21 +38,25 @@ static void reply_status(struct status_query *q)
 	free(q);
 }
 
+void cluster_status_xlog(struct status_node *n, const struct db_probe_result *r)
+{
+	if (!r->ok) {
+		snprintf(n->xlog, sizeof(n->xlog), "UNKNOWN");
+		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s", r->error);
+		return;
+	}
+	snprintf(n->xlog, sizeof(n->xlog), "%s", db_sample_lsn(&r->sample));
+	if (n->type == NODE_IDLE)
+		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s",
+		         r->sample.role == DB_ROLE_MASTER ? "DB is not in recovery."
+		                                          : "DB is in recovery.");
+}
+
 static void on_probe(void *arg, const struct db_probe_result *r)
 {
 	struct status_probe *p = arg;
 	struct status_query *q = p->q;
-	struct status_node *n = &q->m.nodes[p->node];
-	if (!r->ok) {
-		snprintf(n->xlog, sizeof(n->xlog), "UNKNOWN");
-		snprintf(n->xloginfo, sizeof(n->xloginfo), "%s", r->error);
-	} else {
-		snprintf(n->xlog, sizeof(n->xlog), "%s", db_sample_lsn(&r->sample));
-		if (n->type == NODE_IDLE)
-			snprintf(n->xloginfo, sizeof(n->xloginfo), "%s",
-			         r->sample.role == DB_ROLE_MASTER ? "DB is not in recovery."
-			                                          : "DB is in recovery.");
-	}
+	cluster_status_xlog(&q->m.nodes[p->node], r);
 	free(p);
 	if (--q->pending == 0)
 		reply_status(q);

@@ -125,6 +125,17 @@ cJSON *cluster_error_reply(const char *fmt, ...)
 	return r;
 }
 
+cJSON *cluster_retry_reply(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cJSON *r = reply_v(false, "error", fmt, ap);
+	va_end(ap);
+	cJSON_AddBoolToObject(r, "retry", true);
+	cJSON_AddBoolToObject(r, "cluster", true);
+	return r;
+}
+
 cJSON *cluster_ok_message(const char *fmt, ...)
 {
 	va_list ap;
