@@ -176,6 +176,11 @@ bool cluster_in_reset(const struct cluster *c);
 uint64_t cluster_now(const struct cluster *c);
 /* cluster_leader_address: the leader's address or NULL when none is known. */
 const char *cluster_leader_address(struct cluster *c);
+/*
+ * cluster_self_msg builds a message of type that says who we are and what
+ * we report: {"type", "id", "address", "role", "db"} (heartbeat, join).
+ */
+cJSON *cluster_self_msg(struct cluster *c, const char *type, const struct members_report *rep);
 /* cluster_write_nodes rewrites CLUSTER.nodes from the members of the replicated state. */
 void cluster_write_nodes(struct cluster *c);
 /* Replies: {"ok":false,"error":...}, {"ok":true,"message":...}, {"ok":true,"cluster":true}. */

@@ -35,16 +35,9 @@ bool cluster_start_raft(struct cluster *c, bool bootstrap)
 
 cJSON *cluster_join_msg(struct cluster *c, const struct members_report *rep)
 {
-	char id[32];
-	snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
-	cJSON *m = rpc_msg("join");
-	if (m == NULL)
-		return NULL;
-	cJSON_AddStringToObject(m, "id", id);
-	cJSON_AddStringToObject(m, "address", c->address);
-	cJSON_AddNumberToObject(m, "role", rep->role);
-	cJSON_AddNumberToObject(m, "db", rep->db);
-	cJSON_AddBoolToObject(m, "started", c->started);
+	cJSON *m = cluster_self_msg(c, "join", rep);
+	if (m != NULL)
+		cJSON_AddBoolToObject(m, "started", c->started);
 	return m;
 }
 

@@ -14,20 +14,14 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 {
 	uint64_t now = cluster_now(c);
 	const struct cluster_state *st = &c->rio.st;
-	char id[32];
-	snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
 	for (size_t i = 0; i < st->n_members; i++) {
 		const struct clusterfsm_member *m = &st->members[i];
 		if (m->id == c->id)
 			continue;
 		members_track(&c->mem, m->id, m->address, now);
-		cJSON *hb = rpc_msg("hb");
+		cJSON *hb = cluster_self_msg(c, "hb", rep);
 		if (hb == NULL)
 			continue;
-		cJSON_AddStringToObject(hb, "id", id);
-		cJSON_AddStringToObject(hb, "address", c->address);
-		cJSON_AddNumberToObject(hb, "role", rep->role);
-		cJSON_AddNumberToObject(hb, "db", rep->db);
 		cJSON_AddStringToObject(hb, "xlog", rep->xlog);
 		cJSON_AddStringToObject(hb, "info", rep->info);
 		rpc_send(c->rpc, m->address, hb);

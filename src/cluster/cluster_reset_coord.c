@@ -240,6 +240,23 @@ static void send_step(struct reset_op *op, enum reset_step step)
 		steps[step].done(op);
 }
 
+/*
+ * abort_all tells every participant that may hold the set to drop it.  It
+ * returns true when this agent is stopping, after answering the operator;
+ * otherwise, when a leader appeared, why is replaced by that reason.
+ */
+static bool abort_all(struct reset_op *op, const char *leader, char *why, size_t len)
+{
+	send_step(op, RESET_ABORT);
+	if (cluster_closing(op->c)) {
+		end_op(op, cluster_error_reply("reset-members: this agent is stopping"));
+		return true;
+	}
+	if (leader != NULL)
+		snprintf(why, len, "this agent found a cluster leader (%s) meanwhile", leader);
+	return false;
+}
+
 /* ---- phase 2, commit ---- */
 
 static void commit_done(struct reset_op *op)
@@ -262,14 +279,8 @@ static void commit_done(struct reset_op *op)
 	}
 	if (cluster_closing(c) || leader != NULL || refusals[0] != '\0') {
 		/* Those that committed wait CLUSTER_RESET_DELAY_MS: an abort still stops them. */
-		send_step(op, RESET_ABORT);
-		if (cluster_closing(c)) {
-			end_op(op, cluster_error_reply("reset-members: this agent is stopping"));
+		if (abort_all(op, leader, refusals, sizeof(refusals)))
 			return;
-		}
-		if (leader != NULL)
-			snprintf(refusals, sizeof(refusals),
-			         "this agent found a cluster leader (%s) meanwhile", leader);
 		log_warning("cluster %s: reset-members: aborted in the commit phase (%s); the "
 		            "others were told to drop the reset; this agent keeps its "
 		            "configuration",
@@ -354,14 +365,8 @@ static void prepare_done(struct reset_op *op)
 		return;
 	}
 	/* One refusal or silence and nobody restarts: tell those that may hold the set. */
-	send_step(op, RESET_ABORT);
-	if (cluster_closing(c)) {
-		end_op(op, cluster_error_reply("reset-members: this agent is stopping"));
+	if (abort_all(op, leader, why, sizeof(why)))
 		return;
-	}
-	if (leader != NULL)
-		snprintf(why, sizeof(why), "this agent found a cluster leader (%s) meanwhile",
-		         leader);
 	log_warning("cluster %s: reset-members: aborted before any restart (%s); every agent "
 	            "keeps its configuration",
 	            c->name, why);

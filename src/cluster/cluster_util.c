@@ -103,6 +103,20 @@ void cluster_write_nodes(struct cluster *c)
 		         n > 0 ? n - 1 : 0, text);
 }
 
+cJSON *cluster_self_msg(struct cluster *c, const char *type, const struct members_report *rep)
+{
+	char id[32];
+	snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
+	cJSON *m = rpc_msg(type);
+	if (m == NULL)
+		return NULL;
+	cJSON_AddStringToObject(m, "id", id);
+	cJSON_AddStringToObject(m, "address", c->address);
+	cJSON_AddNumberToObject(m, "role", rep->role);
+	cJSON_AddNumberToObject(m, "db", rep->db);
+	return m;
+}
+
 /* reply_v builds {"ok": ok, key: formatted text}, the shape of every command reply. */
 static cJSON *reply_v(bool ok, const char *key, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));

@@ -78,6 +78,25 @@ static enum clusterfsm_code bad_address(struct clusterfsm_result *r, const char 
 	return clusterfsm_verdict(r, CLUSTERFSM_REJECTED, "\"%s\" is not a valid address", addr);
 }
 
+/*
+ * allowed_host reads the host of c's address into host; false, with r
+ * filled, when the address does not parse or its host is not allowed.
+ */
+static bool allowed_host(const struct cluster_state *s, const struct clusterfsm_cmd *c,
+                         char host[CLUSTERFSM_HOST_MAX], struct clusterfsm_result *r)
+{
+	if (!address_split(c->address, host, CLUSTERFSM_HOST_MAX, NULL)) {
+		bad_address(r, c->address);
+		return false;
+	}
+	if (clusterfsm_allowed_index(s, host) < 0) {
+		clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
+		                   "%s is not in the allowed node host list", host);
+		return false;
+	}
+	return true;
+}
+
 /* do_allow_node: add-node, with an optional priority. */
 static enum clusterfsm_code do_allow_node(struct cluster_state *s, const struct clusterfsm_cmd *c,
                                           struct clusterfsm_result *r)
@@ -129,11 +148,8 @@ static enum clusterfsm_code do_disallow_node(struct cluster_state *s,
 {
 	char host[CLUSTERFSM_HOST_MAX];
 
-	if (!address_split(c->address, host, sizeof(host), NULL))
-		return bad_address(r, c->address);
-	if (clusterfsm_allowed_index(s, host) < 0)
-		return clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
-		                          "%s is not in the allowed node host list", host);
+	if (!allowed_host(s, c, host, r))
+		return r->code;
 	clusterfsm_list_remove(s->allowed, &s->n_allowed, host);
 	clusterfsm_list_remove(s->priority, &s->n_priority, host);
 	return clusterfsm_verdict(r, CLUSTERFSM_OK, "%s", "");
@@ -145,11 +161,8 @@ static enum clusterfsm_code do_set_priority(struct cluster_state *s, const struc
 {
 	char host[CLUSTERFSM_HOST_MAX];
 
-	if (!address_split(c->address, host, sizeof(host), NULL))
-		return bad_address(r, c->address);
-	if (clusterfsm_allowed_index(s, host) < 0)
-		return clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
-		                          "%s is not in the allowed node host list", host);
+	if (!allowed_host(s, c, host, r))
+		return r->code;
 	if (!priority_check(s, host, c->priority, r))
 		return r->code;
 	if (clusterfsm_priority_index(s, host) + 1 == c->priority)

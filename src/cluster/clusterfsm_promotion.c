@@ -58,6 +58,21 @@ enum clusterfsm_code clusterfsm_do_promotion_lock(struct cluster_state *s,
 }
 
 /*
+ * names_last_lock: c names the last lock taken; false, with r filled, for a
+ * stale or made-up serial.
+ */
+static bool names_last_lock(const struct clusterfsm_lock *l, const struct clusterfsm_cmd *c,
+                            struct clusterfsm_result *r)
+{
+	if (c->serial == l->serial && l->serial != 0)
+		return true;
+	clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
+	                   "stale request: promotion serial %" PRIu64 ", lock is at %" PRIu64,
+	                   c->serial, l->serial);
+	return false;
+}
+
+/*
  * clusterfsm_do_promotion_phase advances the lock one or more steps forward.  A step
  * that is already behind the committed phase answers ALREADY, so a new
  * leader replaying a half-done promotion does not see errors.
@@ -73,11 +88,8 @@ enum clusterfsm_code clusterfsm_do_promotion_phase(struct cluster_state *s,
 		return clusterfsm_verdict(r, CLUSTERFSM_REJECTED, "invalid phase step %s -> %s",
 		                          clusterfsm_phase_name(c->from),
 		                          clusterfsm_phase_name(c->to));
-	if (c->serial != l->serial || l->serial == 0)
-		return clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
-		                          "stale request: promotion serial %" PRIu64
-		                          ", lock is at %" PRIu64,
-		                          c->serial, l->serial);
+	if (!names_last_lock(l, c, r))
+		return r->code;
 	if (!clusterfsm_phase_active(l->phase))
 		return clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
 		                          "promotion %" PRIu64 " is over (%s)", l->serial,
@@ -105,11 +117,8 @@ enum clusterfsm_code clusterfsm_do_promotion_release(struct cluster_state *s,
 		return clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
 		                          "a release ends in DONE or ABORTED, not %s",
 		                          clusterfsm_phase_name(c->to));
-	if (c->serial != l->serial || l->serial == 0)
-		return clusterfsm_verdict(r, CLUSTERFSM_REJECTED,
-		                          "stale request: promotion serial %" PRIu64
-		                          ", lock is at %" PRIu64,
-		                          c->serial, l->serial);
+	if (!names_last_lock(l, c, r))
+		return r->code;
 	if (l->phase == c->to)
 		return clusterfsm_verdict(r, CLUSTERFSM_ALREADY,
 		                          "promotion %" PRIu64 " is already %s", l->serial,
