@@ -4,7 +4,7 @@
  *   cluster.c             life cycle: start, tick, peer requests, restart, leave, close
  *   cluster_join.c        joining, bootstrap votes, seeding the allowed list
  *   cluster_live.c        heartbeats, the majority flag
- *   cluster_util.c        clock, leader address, .nodes file, reply shapes
+ *   cluster_util.c        phase, clock, leader address, .nodes file, message shapes
  *   cluster_admit.c       the leader's side of membership: admit, remove
  *   cluster_cmds.c        node management commands, forwarding, stop-cluster
  *   cluster_reset_coord.c reset-members, the agent that coordinates it
@@ -195,8 +195,7 @@ cJSON *cluster_ok_reply(void);
 bool cluster_start_raft(struct cluster *c, bool bootstrap);
 /* cluster_join_msg builds our join request (also what the leader admits itself with). */
 cJSON *cluster_join_msg(struct cluster *c, const struct members_report *rep);
-/* cluster_send_joins asks peers to admit us: the leader if known, else every listed or known peer.
- */
+/* cluster_send_joins asks the leader to admit us, or without one every listed or known peer. */
 void cluster_send_joins(struct cluster *c, const struct members_report *rep);
 /* cluster_seed proposes the initial allowed list: every .nodes address plus us. */
 void cluster_seed(struct cluster *c);
