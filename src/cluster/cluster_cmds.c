@@ -1,7 +1,8 @@
 /*
  * cluster_cmds.c - node management commands (add-node, remove-node,
- * set-priority, stop-cluster, reset-members): taken on any node, forwarded
- * to the leader, applied through Raft, always answered within a bound.
+ * set-priority, stop-cluster): taken on any node, forwarded to the leader,
+ * applied through Raft, always answered within a bound.  reset-members is
+ * different (it acts without a leader): cluster_reset_coord.c.
  */
 #include "cluster_int.h"
 
