@@ -27,6 +27,7 @@
 #include <netdb.h>
 
 #include "peerauth.h"
+#include "ratelog.h"
 #include "transport.h"
 
 enum link_state {
@@ -90,9 +91,7 @@ struct tp {
 	bool closer_open;
 	raft_uv_transport_close_cb close_cbs[2];
 	unsigned n_close_cbs;
-	uint64_t warn_window_ms; /* uv_now() at the start of the current window */
-	unsigned warn_count;     /* warnings logged in this window */
-	unsigned warn_dropped;   /* warnings not logged in this window */
+	struct ratelog warn; /* refusals and broken links */
 };
 
 /*

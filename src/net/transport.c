@@ -20,30 +20,13 @@
 #include "address.h"
 #include "link.h"
 #include "log.h"
-
-/* Refusal warnings: at most WARN_BURST per WARN_WINDOW_MS, then a count. */
-#define WARN_WINDOW_MS 10000
-#define WARN_BURST     10
+#include "ratelog.h"
 
 void tp_warn(struct tp *tp, const char *fmt, ...)
 {
-	uint64_t now = uv_now(tp->loop);
-	if (now - tp->warn_window_ms >= WARN_WINDOW_MS) {
-		if (tp->warn_dropped > 0)
-			log_warning("peer transport: %u more refused peer links not logged",
-			            tp->warn_dropped);
-		tp->warn_window_ms = now;
-		tp->warn_count = 0;
-		tp->warn_dropped = 0;
-	}
-	if (tp->warn_count >= WARN_BURST) {
-		tp->warn_dropped++;
-		return;
-	}
-	tp->warn_count++;
 	va_list ap;
 	va_start(ap, fmt);
-	log_vmsg(EFM_WARNING, fmt, ap);
+	ratelog_vwarn(&tp->warn, uv_now(tp->loop), fmt, ap);
 	va_end(ap);
 }
 
@@ -291,7 +274,7 @@ int transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
 		transport_options_default(&tp->opt);
 	if (tp->opt.max_handshakes == 0)
 		tp->opt.max_handshakes = 1;
-	tp->warn_window_ms = uv_now(loop);
+	ratelog_init(&tp->warn, "peer transport", uv_now(loop));
 	memset(t, 0, sizeof(*t));
 	t->version = 1;
 	t->impl = tp;

@@ -20,6 +20,7 @@
 
 #include "frame.h"
 #include "log.h"
+#include "rpc.h"
 #include "transport.h"
 
 static const uint8_t key_a[PEERAUTH_KEY_LEN] = {0xa1, 0xa2, 0xa3};
@@ -801,6 +802,135 @@ static void test_raft_election(void **state)
 	teardown_loop();
 }
 
+/* ---- the RPC layer on real links: frames that never finish ---- */
+
+static int rpc_requests;
+
+static void on_rpc_request(void *arg, struct rpc_conn *c, uint64_t peer_id, const char *peer_addr,
+                           const cJSON *msg)
+{
+	rpc_requests++;
+}
+
+/* One client end of an RPC link, written to by hand. */
+struct peer_end {
+	uv_stream_t *s;
+	bool eof;
+	uint64_t eof_ms;
+	char rbuf[256];
+};
+static int peer_ends_up, peer_ends_closed;
+
+static void on_peer_end_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct peer_end *p = h->data;
+	*buf = uv_buf_init(p->rbuf, sizeof(p->rbuf));
+}
+
+static void on_peer_end_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct peer_end *p = s->data;
+	if (n >= 0 || p->eof)
+		return;
+	uv_update_time(&loop);
+	p->eof = true;
+	p->eof_ms = uv_now(&loop);
+	peer_ends_closed++;
+	uv_close((uv_handle_t *)s, free_stream);
+}
+
+static void on_peer_end_connect(void *arg, int status, uint64_t peer_id, uv_stream_t *stream)
+{
+	struct peer_end *p = arg;
+	assert_int_equal(status, 0);
+	p->s = stream;
+	stream->data = p;
+	assert_int_equal(uv_read_start(stream, on_peer_end_alloc, on_peer_end_read), 0);
+	peer_ends_up++;
+}
+
+static void on_peer_end_written(uv_write_t *req, int status)
+{
+	free(req);
+}
+
+/* peer_end_write sends len bytes as they are (a copy is kept until written). */
+static void peer_end_write(struct peer_end *p, const void *data, size_t len)
+{
+	uv_write_t *req = malloc(sizeof(*req) + len);
+	assert_non_null(req);
+	memcpy(req + 1, data, len);
+	uv_buf_t b = uv_buf_init((char *)(req + 1), (unsigned int)len);
+	assert_int_equal(uv_write(req, p->s, &b, 1, on_peer_end_written), 0);
+}
+
+/* peer_end_send_type sends the whole frame of {"type": type}. */
+static void peer_end_send_type(struct peer_end *p, const char *type)
+{
+	cJSON *m = rpc_msg(type);
+	char *buf;
+	size_t len;
+	assert_int_equal(frame_encode(m, &buf, &len), 0);
+	peer_end_write(p, buf, len);
+	free(buf);
+	cJSON_Delete(m);
+}
+
+/*
+ * An authenticated peer may pause between frames for as long as it likes,
+ * but a frame it starts must be finished within the deadline, and one
+ * announced above the maximum is refused at once.
+ */
+static void test_rpc_unfinished_frame(void **state)
+{
+	struct raft_uv_transport a, b;
+	static struct peer_end ends[2];
+	char target[64];
+
+	setup_loop();
+	rpc_requests = peer_ends_up = peer_ends_closed = 0;
+	memset(ends, 0, sizeof(ends));
+	int pa = make_transport(&a, key_a, 21, true, 5000);
+	make_transport(&b, key_a, 22, false, 5000);
+	struct rpc *r = rpc_new(&loop, &a, on_rpc_request, NULL);
+	assert_non_null(r);
+	rpc_set_frame_deadline(r, 300);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", pa);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    transport_connect_rpc(&b, 21, target, on_peer_end_connect, &ends[i]), 0);
+	assert_true(run_until(&peer_ends_up, 2, 3000));
+
+	peer_end_send_type(&ends[0], "one");
+	assert_true(run_until(&rpc_requests, 1, 2000));
+	run_for(700);
+	peer_end_send_type(&ends[0], "two");
+	assert_true(run_until(&rpc_requests, 2, 2000));
+	assert_false(ends[0].eof);
+
+	const uint8_t started[] = {0, 0, 0xc3, 0x50, '{', '"', 't', 'y', 'p', 'e', '"', ':'};
+	uv_update_time(&loop);
+	uint64_t t0 = uv_now(&loop);
+	peer_end_write(&ends[0], started, sizeof(started));
+	assert_true(run_until(&peer_ends_closed, 1, 3000));
+	assert_true(ends[0].eof_ms - t0 >= 250);
+	assert_true(ends[0].eof_ms - t0 < 2500);
+	assert_true(log_contains("frame not finished"));
+
+	const uint8_t old_max[] = {0x00, 0x10, 0x00, 0x00, '{'};
+	uv_update_time(&loop);
+	t0 = uv_now(&loop);
+	peer_end_write(&ends[1], old_max, sizeof(old_max));
+	assert_true(run_until(&peer_ends_closed, 2, 3000));
+	assert_true(ends[1].eof_ms - t0 < 250);
+	assert_int_equal(rpc_requests, 2);
+
+	rpc_close(r);
+	struct raft_uv_transport *ts[] = {&a, &b};
+	close_transports(ts, 2);
+	teardown_loop();
+}
+
 static int group_setup(void **state)
 {
 	snprintf(log_path, sizeof(log_path), "/tmp/test_transport_log_XXXXXX");
@@ -831,7 +961,7 @@ int main(void)
 	    cmocka_unit_test(test_wrong_key),          cmocka_unit_test(test_garbage_clients),
 	    cmocka_unit_test(test_closed_port),        cmocka_unit_test(test_blackhole),
 	    cmocka_unit_test(test_refused_after_auth), cmocka_unit_test(test_connect_timeout),
-	    cmocka_unit_test(test_raft_election),
+	    cmocka_unit_test(test_raft_election),      cmocka_unit_test(test_rpc_unfinished_frame),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
