@@ -70,19 +70,31 @@ static bool link_set_state(struct link *l, enum link_state next)
 	return true;
 }
 
-/* sockaddr_text formats an address as "ip:port" / "[ip]:port", and the bare ip. */
-static void sockaddr_text(const struct sockaddr_storage *ss, char *out, size_t outlen, char *ip,
+/*
+ * sockaddr_text formats an address as "ip:port" / "[ip]:port", and the bare
+ * ip.  An IPv4 peer reaching a dual-stack socket is written as IPv4, so
+ * that it reads the same whichever socket it came through.
+ */
+static void sockaddr_text(const struct sockaddr *sa, char *out, size_t outlen, char *ip,
                           size_t iplen)
 {
 	char name[64] = "?";
 	int port = 0;
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+	struct sockaddr_in v4;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+		memset(&v4, 0, sizeof(v4));
+		v4.sin_family = AF_INET;
+		v4.sin_port = in6->sin6_port;
+		memcpy(&v4.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
+		sa = (const struct sockaddr *)&v4;
+	}
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
 		uv_ip4_name(in, name, sizeof(name));
 		port = ntohs(in->sin_port);
 		snprintf(out, outlen, "%s:%d", name, port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+	} else if (sa->sa_family == AF_INET6) {
 		uv_ip6_name(in6, name, sizeof(name));
 		port = ntohs(in6->sin6_port);
 		snprintf(out, outlen, "[%s]:%d", name, port);
@@ -347,6 +359,34 @@ static void on_connected(uv_connect_t *req, int status)
 	link_start_handshake(l);
 }
 
+/* is_loopback: a 127/8 or ::1 address. */
+static bool is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	return sa->sa_family == AF_INET6 &&
+	       IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+/*
+ * bind_source makes an outbound link leave from the address we listen on,
+ * so that the peer sees the address it knows us by (the kernel would pick
+ * 127.0.0.1 for every loopback address, or the primary address of a
+ * multi-homed host) and can tell us from strangers before the handshake.
+ */
+static void bind_source(struct link *l, const struct sockaddr *target)
+{
+	struct tp *tp = l->tp;
+	const struct sockaddr *src = (const struct sockaddr *)&tp->src;
+	if (!tp->have_src || src->sa_family != target->sa_family ||
+	    is_loopback(src) != is_loopback(target))
+		return;
+	int rc = uv_tcp_bind(l->tcp, src, 0);
+	if (rc != 0)
+		log_fine("peer %s: cannot leave from our listening address: %s", l->peer,
+		         uv_strerror(rc));
+}
+
 /* link_try_connect connects to the next resolved address. */
 static void link_try_connect(struct link *l)
 {
@@ -365,6 +405,7 @@ static void link_try_connect(struct link *l)
 	uv_tcp_init(tp->loop, l->tcp);
 	l->tcp->data = l;
 	l->tcp_open = true;
+	bind_source(l, ai->ai_addr);
 	l->connect_req.data = l;
 	int rc = uv_tcp_connect(&l->connect_req, l->tcp, ai->ai_addr, on_connected);
 	if (rc != 0)
@@ -385,6 +426,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	if (status != 0) {
 		link_refuse(l, false, uv_strerror(status));
 		return;
+	}
+	/* We connect only to members (configured or committed): their addresses are known. */
+	char text[80], ip[ADMISSION_IP_MAX];
+	for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+		sockaddr_text(ai->ai_addr, text, sizeof(text), ip, sizeof(ip));
+		admission_learn(&l->tp->adm, ip, uv_now(l->tp->loop));
 	}
 	if (link_set_state(l, LINK_CONNECTING))
 		link_try_connect(l);
@@ -434,23 +481,57 @@ fail:
 	return RAFT_NOCONNECTION;
 }
 
+/*
+ * admit applies admission.h's rules to a connection from ip, dropping the
+ * oldest stranger's handshake when a known address needs its slot; false
+ * when the connection is refused (logged).
+ */
+static bool admit(struct tp *tp, const char *peer, const char *ip, bool known)
+{
+	struct admission_load load = {.in_flight = tp->n_inbound};
+	struct link *oldest_stranger = NULL;
+	for (struct link *l = tp->links; l != NULL; l = l->next) {
+		if (!l->inbound || l->state != LINK_HANDSHAKING)
+			continue;
+		if (strcmp(l->peer_ip, ip) == 0)
+			load.from_source++;
+		if (!l->known)
+			oldest_stranger = l; /* the list runs from the newest to the oldest */
+	}
+	load.stranger_waiting = oldest_stranger != NULL;
+	enum admission_verdict v = admission_decide(known, &load, tp->opt.max_handshakes,
+	                                            tp->opt.max_handshakes_per_source);
+	if (v == ADMISSION_EVICT_STRANGER) {
+		tp_warn(tp,
+		        "peer %s: incoming link dropped before its handshake ended, to make room "
+		        "for %s (a member's address)",
+		        oldest_stranger->peer, peer);
+		link_abort(oldest_stranger, RAFT_NOCONNECTION);
+		return true;
+	}
+	if (v != ADMISSION_ACCEPT) {
+		tp_warn(tp, "peer %s: incoming link refused: %s", peer, admission_refusal(v));
+		return false;
+	}
+	return true;
+}
+
 void link_accept(struct tp *tp, uv_tcp_t *tcp)
 {
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
-	char peer[80] = "unknown peer", ip[64] = "";
+	char peer[80] = "unknown peer", ip[ADMISSION_IP_MAX] = "";
 	memset(&ss, 0, sizeof(ss));
 	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &sslen) == 0)
-		sockaddr_text(&ss, peer, sizeof(peer), ip, sizeof(ip));
+		sockaddr_text((const struct sockaddr *)&ss, peer, sizeof(peer), ip, sizeof(ip));
 
+	bool known = admission_is_known(&tp->adm, ip);
 	struct link *l = NULL;
-	if (tp->closing || tp->n_inbound >= tp->opt.max_handshakes ||
-	    (l = link_new(tp, true)) == NULL) {
-		tp_warn(tp, "peer %s: incoming link refused: too many handshakes in progress",
-		        peer);
+	if (tp->closing || !admit(tp, peer, ip, known) || (l = link_new(tp, true)) == NULL) {
 		uv_close((uv_handle_t *)tcp, tp_free_handle);
 		return;
 	}
+	l->known = known;
 	l->tcp = tcp;
 	l->tcp_open = true;
 	snprintf(l->peer, sizeof(l->peer), "%s", peer);

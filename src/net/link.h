@@ -26,6 +26,7 @@
 
 #include <netdb.h>
 
+#include "admission.h"
 #include "peerauth.h"
 #include "ratelog.h"
 #include "transport.h"
@@ -45,6 +46,7 @@ struct link {
 	struct tp *tp;
 	struct link *prev, *next;
 	bool inbound;
+	bool known;            /* inbound: from a member's address when accepted */
 	enum link_state state; /* changed by link_set_state only */
 	uv_tcp_t *tcp;         /* raft_malloc'd: libraft raft_free()s it after handover */
 	bool tcp_open;         /* tcp initialised and not yet closed by us */
@@ -58,7 +60,7 @@ struct link {
 	struct peerauth pa;
 	uint8_t rbuf[PEERAUTH_MSG_MAX];
 	char peer[PEERAUTH_ADDR_MAX + 16]; /* "ip:port" inbound, target address outbound */
-	char peer_ip[64];                  /* inbound source address, for the filter */
+	char peer_ip[ADMISSION_IP_MAX];    /* inbound source address, for the filter */
 	int status;                        /* outbound: reported to the callback */
 	struct raft_uv_connect *raft_req;  /* outbound RAFT link */
 	raft_uv_connect_cb raft_cb;
@@ -79,13 +81,16 @@ struct tp {
 	uv_tcp_t listener;
 	bool listener_open; /* handle initialised, close callback not yet run */
 	bool listening;
+	struct sockaddr_storage src; /* outbound links leave from here, when have_src */
+	bool have_src;
 	raft_uv_accept_cb raft_accept;
 	transport_rpc_accept_cb rpc_accept;
 	void *rpc_arg;
 	transport_allow_cb allow;
 	void *allow_arg;
 	struct link *links;
-	unsigned n_inbound; /* inbound links in HANDSHAKING */
+	unsigned n_inbound;   /* inbound links in HANDSHAKING */
+	struct admission adm; /* members' addresses, ahead of strangers for a slot */
 	bool closing;
 	uv_timer_t closer; /* closed on every close request so the callback is async */
 	bool closer_open;
@@ -97,7 +102,7 @@ struct tp {
 /*
  * link_accept takes an inbound TCP connection (raft_malloc'd, accepted) and
  * starts the server side of the handshake, or closes it when the transport
- * is closing or too many handshakes are in progress.
+ * is closing or admission.h's rules refuse it.
  */
 void link_accept(struct tp *tp, uv_tcp_t *tcp);
 

@@ -67,6 +67,7 @@ void tp_deliver(struct tp *tp, const struct peerauth *pa, const char *peer, cons
 		uv_close((uv_handle_t *)tcp, tp_free_handle);
 		return;
 	}
+	admission_learn(&tp->adm, peer_ip, uv_now(tp->loop));
 	log_fine("peer %s: %s link from id %llu (%s) authenticated", peer,
 	         peerauth_channel_name(pa->channel), (unsigned long long)pa->peer_id,
 	         pa->peer_addr);
@@ -133,6 +134,21 @@ static bool bind_sockaddr(struct tp *tp, struct sockaddr_storage *ss)
 	return uv_ip4_addr("0.0.0.0", p, (struct sockaddr_in *)ss) == 0;
 }
 
+/* set_source keeps the listening address, port cleared, for outbound links to leave from. */
+static void set_source(struct tp *tp, const struct sockaddr_storage *ss)
+{
+	tp->src = *ss;
+	if (ss->ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&tp->src;
+		in->sin_port = 0;
+		tp->have_src = in->sin_addr.s_addr != htonl(INADDR_ANY);
+	} else if (ss->ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&tp->src;
+		in6->sin6_port = 0;
+		tp->have_src = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+	}
+}
+
 /* tp_listen opens the listening socket once. */
 static int tp_listen(struct tp *tp)
 {
@@ -161,6 +177,7 @@ static int tp_listen(struct tp *tp)
 		return RAFT_IOERR;
 	}
 	tp->listening = true;
+	set_source(tp, &ss);
 	log_info("peer transport: listening on %s as id %llu (%s)",
 	         tp->bind[0] != '\0' ? tp->bind : tp->address, (unsigned long long)tp->id,
 	         tp->address);
@@ -251,12 +268,13 @@ void transport_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
 void transport_options_default(struct transport_options *o)
 {
 	o->connect_timeout_ms = 2000;
-	o->handshake_timeout_ms = 5000;
+	o->handshake_timeout_ms = 3000;
 	o->user_timeout_ms = 3000;
 	o->keepalive_idle_s = 1;
 	o->keepalive_intvl_s = 1;
 	o->keepalive_cnt = 3;
 	o->max_handshakes = 64;
+	o->max_handshakes_per_source = 8;
 }
 
 int transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
@@ -274,6 +292,8 @@ int transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
 		transport_options_default(&tp->opt);
 	if (tp->opt.max_handshakes == 0)
 		tp->opt.max_handshakes = 1;
+	if (tp->opt.max_handshakes_per_source == 0)
+		tp->opt.max_handshakes_per_source = 1;
 	ratelog_init(&tp->warn, "peer transport", uv_now(loop));
 	memset(t, 0, sizeof(*t));
 	t->version = 1;
