@@ -23,6 +23,23 @@ pids=""
 sink_pid=""
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# poll TRIES LOG WHAT COMMAND...: run COMMAND every 0.2 s until it succeeds;
+# after TRIES failures print WHAT and the file LOG, and give up.
+poll() {
+	tries=$1 log=$2 what=$3
+	shift 3
+	i=0
+	until "$@" >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt "$tries" ]; then
+			echo "$what:" >&2
+			cat "$log" >&2
+			exit 1
+		fi
+		sleep 0.2
+	done
+}
 pg() { runuser -u postgres -- "$@"; }
 
 stop_agents() {
@@ -61,17 +78,8 @@ mail_port=$($python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 $python -m aiosmtpd -n -l "127.0.0.1:$mail_port" -c aiosmtpd.handlers.Mailbox "$base/mail" \
 	>"$base/mail-sink.log" 2>&1 &
 sink_pid=$!
-i=0
-until $python -c "import socket; socket.create_connection(('127.0.0.1', $mail_port), 1)" \
-	2>/dev/null; do
-	i=$((i + 1))
-	if [ $i -gt 50 ]; then
-		echo "the mail sink did not start:" >&2
-		cat "$base/mail-sink.log" >&2
-		exit 1
-	fi
-	sleep 0.2
-done
+poll 50 "$base/mail-sink.log" "the mail sink did not start" \
+	$python -c "import socket; socket.create_connection(('127.0.0.1', $mail_port), 1)"
 echo "smtp://127.0.0.1:$mail_port, keeping what it receives in $base/mail"
 
 say "PostgreSQL master on $master:$port"
@@ -128,32 +136,21 @@ efm_at() { # efm_at NAME COMMAND...
 	"$build/efm" --config-dir "$dir/etc" --run-dir "$dir/run" "$@"
 }
 
-wait_healthy() {
-	i=0
-	until efm_at "$1" node-status-json $cluster 2>/dev/null | grep -Eq '"healthy":[[:space:]]*true'; do
-		i=$((i + 1))
-		if [ $i -gt 100 ]; then
-			echo "agent $1 did not become healthy:" >&2
-			cat "$base/agent-$1/efmd.log" >&2
-			exit 1
-		fi
-		sleep 0.2
-	done
+is_healthy() { # is_healthy NAME
+	efm_at "$1" node-status-json $cluster 2>/dev/null | grep -Eq '"healthy":[[:space:]]*true'
 }
 
-# wait_members NAME: until that node's status lists three members, all UP.
+sees_all() { # sees_all NAME: that node's status lists three members, all UP
+	[ "$(efm_at "$1" cluster-status-json $cluster 2>/dev/null |
+		grep -c '"agent":[[:space:]]*"UP"')" = 3 ]
+}
+
+wait_healthy() {
+	poll 100 "$base/agent-$1/efmd.log" "agent $1 did not become healthy" is_healthy "$1"
+}
+
 wait_members() {
-	i=0
-	until [ "$(efm_at "$1" cluster-status-json $cluster 2>/dev/null |
-		grep -c '"agent":[[:space:]]*"UP"')" = 3 ]; do
-		i=$((i + 1))
-		if [ $i -gt 150 ]; then
-			echo "agent $1 did not see the whole cluster:" >&2
-			cat "$base/agent-$1/efmd.log" >&2
-			exit 1
-		fi
-		sleep 0.2
-	done
+	poll 150 "$base/agent-$1/efmd.log" "agent $1 did not see the whole cluster" sees_all "$1"
 }
 
 say "Agents: efmd on $master, $standby and (witness) $witness, started together"

@@ -427,7 +427,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		link_refuse(l, false, uv_strerror(status));
 		return;
 	}
-	/* We connect only to members (configured or committed): their addresses are known. */
+	/*
+	 * Only our configuration and the cluster's committed state name the
+	 * peers we connect to, so these are members' addresses.
+	 */
 	char text[80], ip[ADMISSION_IP_MAX];
 	for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
 		sockaddr_text(ai->ai_addr, text, sizeof(text), ip, sizeof(ip));

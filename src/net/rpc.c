@@ -4,9 +4,9 @@
  * Object lifetimes: every conn, call and link counts in r->alive; the rpc
  * struct is freed once rpc_close was called and the count reached zero.
  * A conn is freed when its stream and its frame timer have closed and
- * nobody holds a reference;
- * a call when its connect has ended and its timer has closed; a link when
- * its connect has ended after rpc_close or rpc_drop_link.
+ * nobody holds a reference; a call when its connect has ended and its
+ * timer has closed; a link when its connect has ended after rpc_close or
+ * rpc_drop_link.
  */
 #include "rpc.h"
 
