@@ -3,6 +3,8 @@
 # standby on 127.0.0.2 and 127.0.0.3, an efm agent watching each plus a
 # witness agent on 127.0.0.4; the three agents form one cluster and the
 # cluster-wide status is printed from every node, then a clean teardown.
+# The agents' notification mail goes to a mail sink on 127.0.0.1 (aiosmtpd,
+# from scripts/install-deps.sh), whose catch is listed at the end.
 # Run as root (PostgreSQL runs as the postgres user).
 # Usage: scripts/demo.sh BUILD_DIR
 set -eu
@@ -14,17 +16,42 @@ standby=127.0.0.3
 witness=127.0.0.4
 port=55432
 agent_port=7800
+python=/usr/bin/python3
 base=$(mktemp -d /tmp/efm-demo-XXXXXX)
 chmod 755 "$base"
 pids=""
+sink_pid=""
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# poll TRIES LOG WHAT COMMAND...: run COMMAND every 0.2 s until it succeeds;
+# after TRIES failures print WHAT and the file LOG, and give up.
+poll() {
+	tries=$1 log=$2 what=$3
+	shift 3
+	i=0
+	until "$@" >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt "$tries" ]; then
+			echo "$what:" >&2
+			cat "$log" >&2
+			exit 1
+		fi
+		sleep 0.2
+	done
+}
 pg() { runuser -u postgres -- "$@"; }
+
+stop_agents() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	for p in $pids; do wait "$p" 2>/dev/null; done
+	pids=""
+}
 
 cleanup() {
 	set +e
-	for p in $pids; do kill "$p" 2>/dev/null; done
-	for p in $pids; do wait "$p" 2>/dev/null; done
+	stop_agents
+	[ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
 	for d in "$base"/pg-*; do
 		[ -f "$d/postmaster.pid" ] && pg "$pgbin/pg_ctl" -D "$d" -m fast -w stop >/dev/null
 	done
@@ -41,6 +68,19 @@ wal_level = replica
 hot_standby = on
 CONF
 }
+
+say "Mail sink on 127.0.0.1 (the agents' notification.smtp.url)"
+if ! $python -c 'import aiosmtpd' 2>/dev/null; then
+	echo "python3-aiosmtpd is missing: run scripts/install-deps.sh" >&2
+	exit 1
+fi
+mail_port=$($python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$python -m aiosmtpd -n -l "127.0.0.1:$mail_port" -c aiosmtpd.handlers.Mailbox "$base/mail" \
+	>"$base/mail-sink.log" 2>&1 &
+sink_pid=$!
+poll 50 "$base/mail-sink.log" "the mail sink did not start" \
+	$python -c "import socket; socket.create_connection(('127.0.0.1', $mail_port), 1)"
+echo "smtp://127.0.0.1:$mail_port, keeping what it receives in $base/mail"
 
 say "PostgreSQL master on $master:$port"
 echo secret >"$base/pw" && chmod 644 "$base/pw"
@@ -77,6 +117,7 @@ db.port=$port
 db.database=postgres
 bind.address=$2:$agent_port
 user.email=dba@example.com
+notification.smtp.url=smtp://127.0.0.1:$mail_port
 local.period=2
 local.timeout=10
 local.timeout.final=3
@@ -95,32 +136,21 @@ efm_at() { # efm_at NAME COMMAND...
 	"$build/efm" --config-dir "$dir/etc" --run-dir "$dir/run" "$@"
 }
 
-wait_healthy() {
-	i=0
-	until efm_at "$1" node-status-json $cluster 2>/dev/null | grep -Eq '"healthy":[[:space:]]*true'; do
-		i=$((i + 1))
-		if [ $i -gt 100 ]; then
-			echo "agent $1 did not become healthy:" >&2
-			cat "$base/agent-$1/efmd.log" >&2
-			exit 1
-		fi
-		sleep 0.2
-	done
+is_healthy() { # is_healthy NAME
+	efm_at "$1" node-status-json $cluster 2>/dev/null | grep -Eq '"healthy":[[:space:]]*true'
 }
 
-# wait_members NAME: until that node's status lists three members, all UP.
+sees_all() { # sees_all NAME: that node's status lists three members, all UP
+	[ "$(efm_at "$1" cluster-status-json $cluster 2>/dev/null |
+		grep -c '"agent":[[:space:]]*"UP"')" = 3 ]
+}
+
+wait_healthy() {
+	poll 100 "$base/agent-$1/efmd.log" "agent $1 did not become healthy" is_healthy "$1"
+}
+
 wait_members() {
-	i=0
-	until [ "$(efm_at "$1" cluster-status-json $cluster 2>/dev/null |
-		grep -c '"agent":[[:space:]]*"UP"')" = 3 ]; do
-		i=$((i + 1))
-		if [ $i -gt 150 ]; then
-			echo "agent $1 did not see the whole cluster:" >&2
-			cat "$base/agent-$1/efmd.log" >&2
-			exit 1
-		fi
-		sleep 0.2
-	done
+	poll 150 "$base/agent-$1/efmd.log" "agent $1 did not see the whole cluster" sees_all "$1"
 }
 
 say "Agents: efmd on $master, $standby and (witness) $witness, started together"
@@ -151,5 +181,20 @@ cat "$base/agent-master/etc/$cluster.nodes"
 say "The agents' cluster log lines"
 grep -h "cluster $cluster" "$base/agent-master/efmd.log" "$base/agent-standby/efmd.log" \
 	"$base/agent-witness/efmd.log" || true
+
+say "Stopping the agents"
+stop_agents
+
+say "Mail received by the sink"
+$python - "$base/mail" <<'PY'
+import mailbox
+import sys
+
+box = mailbox.Maildir(sys.argv[1], create=False)
+mails = sorted(box, key=lambda m: m.get_date())
+print(f"{len(mails)} message(s), oldest first:")
+for m in mails:
+    print(f"  {m['Subject']}  (to {m['To']})")
+PY
 
 say "Teardown"

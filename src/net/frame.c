@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* First payload allocation; a frame's buffer doubles from here as its bytes arrive. */
+#define FRAME_CHUNK 4096
+
 /* A queued frame_send write: the request, its callback and the bytes. */
 struct frame_write {
 	uv_write_t req;
@@ -21,32 +24,57 @@ void frame_decoder_init(struct frame_decoder *d, size_t max)
 	d->max = max != 0 ? max : FRAME_MAX_DEFAULT;
 }
 
-void frame_decoder_free(struct frame_decoder *d)
-{
-	free(d->payload);
-	d->payload = NULL;
-	d->payload_len = d->payload_need = 0;
-	d->hdr_len = 0;
-}
-
 bool frame_decoder_partial(const struct frame_decoder *d)
 {
-	return d->hdr_len > 0 || d->payload != NULL;
+	return d->hdr_len > 0 || d->payload_need > 0;
 }
 
-/* start_payload reads the completed length prefix and allocates room for the payload. */
+/* start_payload reads the completed length prefix; the buffer comes with the bytes. */
 static int start_payload(struct frame_decoder *d)
 {
 	size_t n = ((size_t)d->hdr[0] << 24) | ((size_t)d->hdr[1] << 16) |
 	           ((size_t)d->hdr[2] << 8) | d->hdr[3];
 	if (n == 0 || n > d->max)
 		return -EMSGSIZE;
-	d->payload = malloc(n + 1); /* + 1 for the terminator cJSON likes to see */
-	if (d->payload == NULL)
-		return -ENOMEM;
 	d->payload_need = n;
 	d->payload_len = 0;
 	return 0;
+}
+
+/*
+ * reserve makes room for extra more payload bytes plus the terminator
+ * cJSON likes to see, doubling from FRAME_CHUNK up to the announced size.
+ */
+static int reserve(struct frame_decoder *d, size_t extra)
+{
+	size_t want = d->payload_len + extra + 1;
+	if (want <= d->payload_cap)
+		return 0;
+	size_t cap = d->payload_cap > 0 ? d->payload_cap : FRAME_CHUNK;
+	while (cap < want)
+		cap *= 2;
+	if (cap > d->payload_need + 1)
+		cap = d->payload_need + 1;
+	char *p = realloc(d->payload, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	d->payload = p;
+	d->payload_cap = cap;
+	return 0;
+}
+
+/* forget_payload drops the current frame's bytes. */
+static void forget_payload(struct frame_decoder *d)
+{
+	free(d->payload);
+	d->payload = NULL;
+	d->payload_cap = d->payload_len = d->payload_need = 0;
+	d->hdr_len = 0;
+}
+
+void frame_decoder_free(struct frame_decoder *d)
+{
+	forget_payload(d);
 }
 
 /* finish_payload parses the completed payload and hands the object to cb. */
@@ -66,10 +94,7 @@ static int finish_payload(struct frame_decoder *d, frame_cb cb, void *arg)
 		if (end != d->payload + d->payload_need)
 			rc = -EBADMSG;
 	}
-	free(d->payload);
-	d->payload = NULL;
-	d->payload_len = d->payload_need = 0;
-	d->hdr_len = 0;
+	forget_payload(d);
 	if (rc == 0)
 		rc = cb(arg, msg);
 	cJSON_Delete(msg);
@@ -85,7 +110,7 @@ int frame_decoder_feed(struct frame_decoder *d, const void *data, size_t len, fr
 	if (d->error != 0)
 		return d->error;
 	while (len > 0) {
-		if (d->payload == NULL) {
+		if (d->payload_need == 0) {
 			size_t n = FRAME_HEADER_LEN - d->hdr_len;
 			if (n > len)
 				n = len;
@@ -103,6 +128,9 @@ int frame_decoder_feed(struct frame_decoder *d, const void *data, size_t len, fr
 		size_t n = d->payload_need - d->payload_len;
 		if (n > len)
 			n = len;
+		rc = reserve(d, n);
+		if (rc != 0)
+			return d->error = rc;
 		memcpy(d->payload + d->payload_len, p, n);
 		d->payload_len += n;
 		p += n;

@@ -16,8 +16,15 @@
 #include <uv.h>
 
 #define FRAME_HEADER_LEN 4
-/* Largest payload accepted by default (1 MiB). */
-#define FRAME_MAX_DEFAULT (1024 * 1024)
+/*
+ * Largest payload encoded, and accepted by default (128 KiB).  The largest
+ * message peers exchange is a forwarded admin command, whose arguments come
+ * from one admin request of at most 64 KiB; the rest (heartbeats, joins,
+ * reset proposals listing every member) are a few KiB.  Twice the largest
+ * leaves room for re-encoding while a peer that announces more is cut off
+ * at its length prefix.
+ */
+#define FRAME_MAX_DEFAULT (128 * 1024)
 
 /*
  * frame_cb receives one decoded object.  The decoder deletes msg after the
@@ -27,14 +34,19 @@
  */
 typedef int (*frame_cb)(void *arg, const cJSON *msg);
 
-/* Streaming decoder state: bytes may arrive split anywhere. */
+/*
+ * Streaming decoder state: bytes may arrive split anywhere.  The payload
+ * buffer grows with the bytes received, so a frame announced but not sent
+ * costs little; it never exceeds max + 1 bytes.
+ */
 struct frame_decoder {
 	size_t max;                    /* largest payload accepted */
 	uint8_t hdr[FRAME_HEADER_LEN]; /* length prefix being gathered */
 	size_t hdr_len;                /* bytes of hdr received */
-	char *payload;                 /* malloc'd, payload_need + 1 bytes */
+	char *payload;                 /* malloc'd, payload_cap bytes; NULL between frames */
+	size_t payload_cap;            /* bytes allocated, at most payload_need + 1 */
 	size_t payload_len;            /* bytes of payload received */
-	size_t payload_need;           /* announced payload length */
+	size_t payload_need;           /* announced payload length; 0 between frames */
 	int error;                     /* sticky: first error seen, or 0 */
 };
 

@@ -3,18 +3,21 @@
  *
  * Object lifetimes: every conn, call and link counts in r->alive; the rpc
  * struct is freed once rpc_close was called and the count reached zero.
- * A conn is freed when its stream has closed and nobody holds a reference;
- * a call when its connect has ended and its timer has closed; a link when
- * its connect has ended after rpc_close or rpc_drop_link.
+ * A conn is freed when its stream and its frame timer have closed and
+ * nobody holds a reference; a call when its connect has ended and its
+ * timer has closed; a link when its connect has ended after rpc_close or
+ * rpc_drop_link.
  */
 #include "rpc.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "frame.h"
 #include "log.h"
+#include "ratelog.h"
 #include "transport.h"
 
 enum conn_kind { CONN_INBOUND, CONN_CALL, CONN_LINK };
@@ -27,6 +30,9 @@ struct rpc_conn {
 	enum conn_kind kind;
 	uv_tcp_t *stream; /* NULL once closed */
 	struct frame_decoder dec;
+	uv_timer_t frame_timer; /* runs while a frame is partly received */
+	bool timer_open;
+	unsigned frames; /* frames received, to tell a new partial frame from the last one */
 	uint64_t peer_id;
 	char addr[256];
 	int refs;
@@ -37,6 +43,7 @@ struct rpc_conn {
 
 struct rpc_call_req {
 	struct rpc *r;
+	char address[256]; /* where the call goes, for the log */
 	uv_timer_t timer;
 	struct rpc_conn *conn; /* once connected */
 	cJSON *req;            /* sent once connected */
@@ -62,6 +69,8 @@ struct rpc {
 	struct raft_uv_transport *t;
 	rpc_request_cb cb;
 	void *arg;
+	uint64_t frame_deadline_ms; /* a frame begun must be complete within this */
+	struct ratelog warn;        /* broken and hostile links */
 	bool closing;
 	int alive; /* conns + calls + links not yet freed */
 	struct rpc_conn *conns;
@@ -97,7 +106,7 @@ static void unlink_conn(struct rpc_conn *c)
 
 static void conn_maybe_free(struct rpc_conn *c)
 {
-	if (c->stream != NULL || c->refs > 0)
+	if (c->stream != NULL || c->timer_open || c->refs > 0)
 		return;
 	struct rpc *r = c->r;
 	unlink_conn(c);
@@ -115,6 +124,13 @@ static void on_stream_closed(uv_handle_t *h)
 	conn_maybe_free(c);
 }
 
+static void on_frame_timer_closed(uv_handle_t *h)
+{
+	struct rpc_conn *c = h->data;
+	c->timer_open = false;
+	conn_maybe_free(c);
+}
+
 static void finish_call(struct rpc_call_req *k, int status, const cJSON *reply);
 
 /* conn_close closes c's stream and detaches it from its call or link. */
@@ -123,6 +139,7 @@ static void conn_close(struct rpc_conn *c)
 	if (c->stream == NULL || uv_is_closing((uv_handle_t *)c->stream))
 		return;
 	uv_close((uv_handle_t *)c->stream, on_stream_closed);
+	uv_close((uv_handle_t *)&c->frame_timer, on_frame_timer_closed);
 	if (c->link != NULL && c->link->conn == c)
 		c->link->conn = NULL;
 	c->link = NULL;
@@ -171,6 +188,7 @@ void rpc_reply(struct rpc_conn *c, cJSON *msg)
 static int on_frame(void *arg, const cJSON *msg)
 {
 	struct rpc_conn *c = arg;
+	c->frames++;
 	if (c->kind == CONN_CALL) {
 		struct rpc_call_req *k = c->call;
 		if (k != NULL) {
@@ -196,6 +214,33 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof(slab);
 }
 
+/* on_frame_deadline: a peer started a frame and did not finish it in time. */
+static void on_frame_deadline(uv_timer_t *t)
+{
+	struct rpc_conn *c = t->data;
+	ratelog_warn(&c->r->warn, uv_now(c->r->loop),
+	             "rpc %s: frame not finished within %llu ms (%zu of %zu bytes); closing the "
+	             "link",
+	             c->addr, (unsigned long long)c->r->frame_deadline_ms, c->dec.payload_len,
+	             c->dec.payload_need);
+	conn_close(c);
+}
+
+/*
+ * frame_clock runs the frame deadline after a read: started when a frame
+ * has begun, restarted when the partial frame is a new one (frames were
+ * completed in this read), stopped when no frame is pending.
+ */
+static void frame_clock(struct rpc_conn *c, unsigned frames_before)
+{
+	if (c->stream == NULL || uv_is_closing((uv_handle_t *)c->stream))
+		return;
+	if (!frame_decoder_partial(&c->dec))
+		uv_timer_stop(&c->frame_timer);
+	else if (c->frames != frames_before || !uv_is_active((uv_handle_t *)&c->frame_timer))
+		uv_timer_start(&c->frame_timer, on_frame_deadline, c->r->frame_deadline_ms, 0);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct rpc_conn *c = s->data;
@@ -208,11 +253,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	c->refs++; /* the callback may drop the last other reference */
+	unsigned frames_before = c->frames;
 	int rc = frame_decoder_feed(&c->dec, buf->base, (size_t)nread, on_frame, c);
 	if (rc < 0) {
-		log_warning("rpc %s: protocol error (%s); closing the link", c->addr,
-		            strerror(-rc));
+		ratelog_warn(&c->r->warn, uv_now(c->r->loop),
+		             "rpc %s: protocol error (%s); closing the link", c->addr,
+		             strerror(-rc));
 		conn_close(c);
+	} else {
+		frame_clock(c, frames_before);
 	}
 	rpc_conn_unref(c);
 }
@@ -232,6 +281,9 @@ static struct rpc_conn *new_conn(struct rpc *r, enum conn_kind kind, uv_stream_t
 	c->peer_id = peer_id;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	frame_decoder_init(&c->dec, 0);
+	uv_timer_init(r->loop, &c->frame_timer);
+	c->frame_timer.data = c;
+	c->timer_open = true;
 	stream->data = c;
 	c->next = r->conns;
 	r->conns = c;
@@ -264,6 +316,8 @@ struct rpc *rpc_new(uv_loop_t *loop, struct raft_uv_transport *t, rpc_request_cb
 	r->t = t;
 	r->cb = cb;
 	r->arg = arg;
+	r->frame_deadline_ms = RPC_FRAME_DEADLINE_MS;
+	ratelog_init(&r->warn, "rpc", uv_now(loop));
 	transport_set_rpc_accept(t, on_accept, r);
 	return r;
 }
@@ -325,7 +379,7 @@ static void on_call_connected(void *arg, int status, uint64_t peer_id, uv_stream
 		call_maybe_free(k);
 		return;
 	}
-	struct rpc_conn *c = new_conn(k->r, CONN_CALL, stream, peer_id, "");
+	struct rpc_conn *c = new_conn(k->r, CONN_CALL, stream, peer_id, k->address);
 	if (c == NULL) {
 		finish_call(k, -ECONNRESET, NULL);
 		return;
@@ -352,6 +406,7 @@ int rpc_call(struct rpc *r, const char *address, cJSON *req, uint64_t timeout_ms
 		return -ENOMEM;
 	}
 	k->r = r;
+	snprintf(k->address, sizeof(k->address), "%s", address);
 	k->req = req;
 	k->cb = cb;
 	k->arg = arg;
@@ -459,6 +514,11 @@ void rpc_drop_link(struct rpc *r, const char *address)
 	struct rpc_link *l = find_link(r, address, true);
 	if (l != NULL)
 		kill_link(l);
+}
+
+void rpc_set_frame_deadline(struct rpc *r, uint64_t ms)
+{
+	r->frame_deadline_ms = ms;
 }
 
 void rpc_close(struct rpc *r)

@@ -38,8 +38,17 @@ typedef void (*rpc_request_cb)(void *arg, struct rpc_conn *c, uint64_t peer_id,
 /* rpc_call_cb ends a call: status 0 with the reply object (valid during the call) or <0. */
 typedef void (*rpc_call_cb)(void *arg, int status, const cJSON *reply);
 
+/*
+ * A frame begun on a link must be complete within this time (ms), or the
+ * link is closed: a peer may pause between frames, not inside one.
+ */
+#define RPC_FRAME_DEADLINE_MS 10000
+
 /* rpc_new ties the RPC layer to a transport and registers as its RPC acceptor. */
 struct rpc *rpc_new(uv_loop_t *loop, struct raft_uv_transport *t, rpc_request_cb cb, void *arg);
+
+/* rpc_set_frame_deadline replaces RPC_FRAME_DEADLINE_MS for r's links (tests use short ones). */
+void rpc_set_frame_deadline(struct rpc *r, uint64_t ms);
 
 /* rpc_close cancels calls and closes links; rpc memory is freed when the last handle closed. */
 void rpc_close(struct rpc *r);

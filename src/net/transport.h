@@ -16,6 +16,13 @@
  *
  * Every link gets TCP_NODELAY, keepalive and TCP_USER_TIMEOUT, so a dead
  * peer is noticed within seconds and a healed partition is rejoined quickly.
+ * Outbound links leave from the listening address when it is a specific
+ * one, so that peers see the address they know us by.
+ *
+ * Strangers cannot lock members out by holding handshakes open: each
+ * source address not known as a member's gets a few of the handshake
+ * slots, and a connection from a member's address takes the slot of the
+ * oldest stranger when all are in use (admission.h).
  *
  * Streams handed out (to libraft or to the RPC callbacks) are uv_tcp_t
  * allocated with raft_malloc(); their new owner sets stream->data, starts
@@ -37,12 +44,13 @@
 /* Timing and limits; transport_options_default gives the values in brackets. */
 struct transport_options {
 	unsigned connect_timeout_ms;   /* name resolution + TCP connect [2000] */
-	unsigned handshake_timeout_ms; /* handshake once TCP is up, either side [5000] */
+	unsigned handshake_timeout_ms; /* handshake once TCP is up, either side [3000] */
 	unsigned user_timeout_ms;      /* TCP_USER_TIMEOUT: unacked data kills the link [3000] */
 	unsigned keepalive_idle_s;     /* idle time before the first keepalive probe [1] */
 	unsigned keepalive_intvl_s;    /* time between probes [1] */
 	unsigned keepalive_cnt;        /* unanswered probes before the link is dead [3] */
 	unsigned max_handshakes;       /* inbound handshakes in flight at once [64] */
+	unsigned max_handshakes_per_source; /* of those, from one address not a member's [8] */
 };
 
 void transport_options_default(struct transport_options *o);

@@ -1,6 +1,6 @@
 /*
- * curlloop.h - libcurl's multi interface driven by the uv loop, shared by
- * the SMTP and webhook transports.
+ * curlloop.h - libcurl's multi interface driven by the uv loop, for the
+ * webhook transport (mail only shares curlloop_global_init: see smtp.h).
  *
  * curl tells us which sockets to watch (one uv_poll_t each) and when to
  * wake it (one uv_timer_t); we call curl_multi_socket_action from those

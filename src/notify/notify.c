@@ -23,12 +23,11 @@
 #include "smtp.h"
 #include "webhook.h"
 
-#define NOTIFY_RING                     20
-#define NOTIFY_RING_LINE                320
-#define NOTIFY_SUBJECT_MAX              256
-#define NOTIFY_TEXT_MAX                 (80 * 1024) /* script output (64 KiB) plus the prose */
-#define NOTIFY_STATE_MAX                8192
-#define NOTIFY_SCRIPT_TIMEOUT_DEFAULT_S 60
+#define NOTIFY_RING        20
+#define NOTIFY_RING_LINE   320
+#define NOTIFY_SUBJECT_MAX 256
+#define NOTIFY_TEXT_MAX    (80 * 1024) /* script output (64 KiB) plus the prose */
+#define NOTIFY_STATE_MAX   8192
 
 enum transport_kind { T_MAIL, T_WEBHOOK, T_SCRIPT, T_COUNT };
 
@@ -312,8 +311,6 @@ static int start_script(struct transport *t, const struct outbox_msg *m)
 	snprintf(e_sev, sizeof(e_sev), "EFM_SEVERITY=%s", notify_severity_name(m->sev));
 	const char *env[] = {e_cluster, e_node, e_event, e_sev};
 	const char *args[] = {notify_severity_name(m->sev), m->subject, m->body};
-	int timeout_s =
-	    c->script_timeout_s > 0 ? c->script_timeout_s : NOTIFY_SCRIPT_TIMEOUT_DEFAULT_S;
 	struct script_spec spec = {
 	    .what = "notification script",
 	    .path = c->script_notification,
@@ -321,7 +318,7 @@ static int start_script(struct transport *t, const struct outbox_msg *m)
 	    .n_args = 3,
 	    .env = env,
 	    .n_env = 4,
-	    .timeout_ms = (uint64_t)timeout_s * 1000,
+	    .timeout_ms = (uint64_t)c->script_timeout_s * 1000,
 	};
 	t->run = script_start(n->loop, &spec, on_script_done, t);
 	return t->run != NULL ? 0 : -ENOMEM;
@@ -338,9 +335,7 @@ static int start_send(struct transport *t, const struct outbox_msg *m)
 		snprintf(subject, sizeof(subject), "[efm] %s: %s", notify_severity_name(m->sev),
 		         m->subject);
 		struct smtp_mail mail = {
-		    .url = (c->notification_smtp_url && c->notification_smtp_url[0])
-		               ? c->notification_smtp_url
-		               : "smtp://localhost:25",
+		    .url = c->notification_smtp_url,
 		    .user = c->notification_smtp_user,
 		    .password = c->notification_smtp_password,
 		    .starttls = c->notification_smtp_starttls,

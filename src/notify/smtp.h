@@ -1,16 +1,18 @@
 /*
- * smtp.h - notification mail over SMTP, sent through the curl loop.
+ * smtp.h - notification mail over SMTP, sent on libuv's thread pool.
  *
  * The message is a plain RFC 5322 text mail (Date, From, To, Subject,
  * Message-ID, MIME text/plain UTF-8, CRLF line ends).  smtp:// with
  * optional STARTTLS, or smtps://; AUTH when a user is set.
  *
- * Why not the curl multi loop: libcurl's SMTP "done" phase (waiting for the
- * reply to the final ".") and the removal of an unfinished SMTP handle are
- * blocking even under the multi interface (curl/curl#8555, #4015), so a
- * slow mail server would stall the agent's loop.  Each mail is therefore
- * sent with curl_easy_perform on the libuv threadpool, bounded by
- * SMTP_TIMEOUT_MS and abortable; the callback runs on the loop.
+ * Mail does not go through the curl loop (curlloop.h) that carries the
+ * webhook: curl 7.88 blocks waiting for the SMTP server's reply to the
+ * final "." even in multi mode, and removing an unfinished SMTP handle
+ * blocks too (curl/curl#8555, #4015), so a slow mail server would stall the
+ * agent's loop.  Each mail is sent with curl_easy_perform on the thread
+ * pool instead, bounded by SMTP_TIMEOUT_MS and abortable, one message at a
+ * time (the notifier's mail outbox has at most one in flight); the
+ * callback runs on the loop.
  */
 #ifndef EFM_SMTP_H
 #define EFM_SMTP_H

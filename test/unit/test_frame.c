@@ -1,8 +1,10 @@
 /*
- * test_frame.c - the JSON frame codec: split reads, batches, truncation and
- * refusals of oversized or non-JSON frames.
+ * test_frame.c - the JSON frame codec: split reads, batches, truncation,
+ * refusals of oversized or non-JSON frames, and memory that follows the
+ * bytes received rather than the length announced.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +31,13 @@ static int on_frame(void *arg, const cJSON *msg)
 	s->last_n = n->valueint;
 	s->count++;
 	return s->stop_at != 0 && s->count == s->stop_at ? 1 : 0;
+}
+
+/* count_frame counts frames of any content. */
+static int count_frame(void *arg, const cJSON *msg)
+{
+	(*(int *)arg)++;
+	return 0;
 }
 
 /* encode_n builds the frame of {"n": n, "pad": "..."}. */
@@ -212,13 +221,88 @@ static void test_encode_too_big(void **state)
 	cJSON_Delete(o);
 }
 
+/*
+ * The largest message a peer sends is a forwarded admin command, whose
+ * arguments come from one admin request (at most 64 KiB): it fits.  A
+ * frame announced above the maximum, like the 1 MiB one that used to be
+ * allowed, is refused as soon as its length prefix arrives.
+ */
+static void test_real_maximum(void **state)
+{
+	char *arg = malloc(64 * 1024 + 1);
+	memset(arg, 'a', 64 * 1024);
+	arg[64 * 1024] = '\0';
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "cmd");
+	cJSON_AddStringToObject(o, "command", "allow-node");
+	cJSON *args = cJSON_AddArrayToObject(o, "args");
+	cJSON_AddItemToArray(args, cJSON_CreateString(arg));
+	cJSON_AddNumberToObject(o, "hops", 1);
+	free(arg);
+	char *buf;
+	size_t len;
+	assert_int_equal(frame_encode(o, &buf, &len), 0);
+	cJSON_Delete(o);
+	struct frame_decoder d;
+	int got = 0;
+	frame_decoder_init(&d, 0);
+	assert_int_equal(frame_decoder_feed(&d, buf, len, count_frame, &got), 0);
+	assert_int_equal(got, 1);
+	frame_decoder_free(&d);
+	free(buf);
+
+	const uint8_t old_max[] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB */
+	frame_decoder_init(&d, 0);
+	assert_int_equal(frame_decoder_feed(&d, old_max, sizeof(old_max), count_frame, &got),
+	                 -EMSGSIZE);
+	frame_decoder_free(&d);
+	const uint8_t twice[] = {0x00, 0x04, 0x00, 0x00}; /* 256 KiB */
+	frame_decoder_init(&d, 0);
+	assert_int_equal(frame_decoder_feed(&d, twice, sizeof(twice), count_frame, &got),
+	                 -EMSGSIZE);
+	frame_decoder_free(&d);
+	assert_int_equal(got, 1);
+}
+
+/*
+ * A peer that announces a large frame and sends a few bytes of it costs
+ * about those bytes, not the announced length; the frame still decodes
+ * once the rest arrives, in pieces of any size.
+ */
+static void test_buffer_follows_bytes(void **state)
+{
+	size_t len;
+	char *buf = encode_n(5, 100000, &len);
+	struct frame_decoder d;
+	struct seen s = {0};
+	frame_decoder_init(&d, 0);
+	assert_int_equal(frame_decoder_feed(&d, buf, FRAME_HEADER_LEN + 100, on_frame, &s), 0);
+	assert_true(frame_decoder_partial(&d));
+	assert_non_null(d.payload);
+	assert_true(malloc_usable_size(d.payload) < 8192);
+	size_t at = FRAME_HEADER_LEN + 100;
+	size_t step = 1;
+	while (at < len) {
+		size_t n = step < len - at ? step : len - at;
+		assert_int_equal(frame_decoder_feed(&d, buf + at, n, on_frame, &s), 0);
+		at += n;
+		step = step * 3 + 1;
+	}
+	assert_int_equal(s.count, 1);
+	assert_int_equal(s.last_n, 5);
+	assert_false(frame_decoder_partial(&d));
+	frame_decoder_free(&d);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_encode_layout),    cmocka_unit_test(test_split_reads),
-	    cmocka_unit_test(test_many_in_one_read), cmocka_unit_test(test_truncation),
-	    cmocka_unit_test(test_huge_length),      cmocka_unit_test(test_not_json),
-	    cmocka_unit_test(test_encode_too_big),
+	    cmocka_unit_test(test_encode_layout),        cmocka_unit_test(test_split_reads),
+	    cmocka_unit_test(test_many_in_one_read),     cmocka_unit_test(test_truncation),
+	    cmocka_unit_test(test_huge_length),          cmocka_unit_test(test_not_json),
+	    cmocka_unit_test(test_encode_too_big),       cmocka_unit_test(test_real_maximum),
+	    cmocka_unit_test(test_buffer_follows_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,8 +18,10 @@
 
 #include <cmocka.h>
 
+#include "admission.h"
 #include "frame.h"
 #include "log.h"
+#include "rpc.h"
 #include "transport.h"
 
 static const uint8_t key_a[PEERAUTH_KEY_LEN] = {0xa1, 0xa2, 0xa3};
@@ -94,21 +96,26 @@ static void run_for(unsigned ms)
 		uv_run(&loop, UV_RUN_ONCE);
 }
 
-/* free_port finds a currently unused TCP port on 127.0.0.1. */
-static int free_port(void)
+/* free_port_at finds a currently unused TCP port on host. */
+static int free_port_at(const char *host)
 {
 	uv_tcp_t s;
 	struct sockaddr_in a;
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 	uv_tcp_init(&loop, &s);
-	uv_ip4_addr("127.0.0.1", 0, &a);
+	uv_ip4_addr(host, 0, &a);
 	assert_int_equal(uv_tcp_bind(&s, (struct sockaddr *)&a, 0), 0);
 	assert_int_equal(uv_tcp_getsockname(&s, (struct sockaddr *)&ss, &len), 0);
 	int port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	uv_close((uv_handle_t *)&s, NULL);
 	uv_run(&loop, UV_RUN_NOWAIT);
 	return port;
+}
+
+static int free_port(void)
+{
+	return free_port_at("127.0.0.1");
 }
 
 static void free_stream(uv_handle_t *h)
@@ -390,7 +397,8 @@ static void on_raw_connected(uv_connect_t *req, int status)
 	assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, on_raw_alloc, on_raw_read), 0);
 }
 
-static void raw_start(struct raw *r, int port, const void *data, size_t len)
+/* raw_start_from connects from address src (NULL: any) to 127.0.0.1:port and sends data. */
+static void raw_start_from(struct raw *r, const char *src, int port, const void *data, size_t len)
 {
 	struct sockaddr_in a;
 	if (len > 0)
@@ -398,10 +406,19 @@ static void raw_start(struct raw *r, int port, const void *data, size_t len)
 	r->len = len;
 	uv_tcp_init(&loop, &r->tcp);
 	r->tcp.data = r;
+	if (src != NULL) {
+		uv_ip4_addr(src, 0, &a);
+		assert_int_equal(uv_tcp_bind(&r->tcp, (struct sockaddr *)&a, 0), 0);
+	}
 	r->creq.data = r;
 	uv_ip4_addr("127.0.0.1", port, &a);
 	assert_int_equal(uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr *)&a, on_raw_connected),
 	                 0);
+}
+
+static void raw_start(struct raw *r, int port, const void *data, size_t len)
+{
+	raw_start_from(r, NULL, port, data, len);
 }
 
 /* Garbage, a truncated HELLO, a huge address length and silence are all closed. */
@@ -801,6 +818,318 @@ static void test_raft_election(void **state)
 	teardown_loop();
 }
 
+/* ---- the RPC layer on real links: frames that never finish ---- */
+
+static int rpc_requests;
+
+static void on_rpc_request(void *arg, struct rpc_conn *c, uint64_t peer_id, const char *peer_addr,
+                           const cJSON *msg)
+{
+	rpc_requests++;
+}
+
+/* One client end of an RPC link, written to by hand. */
+struct peer_end {
+	uv_stream_t *s;
+	bool eof;
+	uint64_t eof_ms;
+	char rbuf[256];
+};
+static int peer_ends_up, peer_ends_closed;
+
+static void on_peer_end_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct peer_end *p = h->data;
+	*buf = uv_buf_init(p->rbuf, sizeof(p->rbuf));
+}
+
+static void on_peer_end_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct peer_end *p = s->data;
+	if (n >= 0 || p->eof)
+		return;
+	uv_update_time(&loop);
+	p->eof = true;
+	p->eof_ms = uv_now(&loop);
+	peer_ends_closed++;
+	uv_close((uv_handle_t *)s, free_stream);
+}
+
+static void on_peer_end_connect(void *arg, int status, uint64_t peer_id, uv_stream_t *stream)
+{
+	struct peer_end *p = arg;
+	assert_int_equal(status, 0);
+	p->s = stream;
+	stream->data = p;
+	assert_int_equal(uv_read_start(stream, on_peer_end_alloc, on_peer_end_read), 0);
+	peer_ends_up++;
+}
+
+static void on_peer_end_written(uv_write_t *req, int status)
+{
+	free(req);
+}
+
+/* peer_end_write sends len bytes as they are (a copy is kept until written). */
+static void peer_end_write(struct peer_end *p, const void *data, size_t len)
+{
+	uv_write_t *req = malloc(sizeof(*req) + len);
+	assert_non_null(req);
+	memcpy(req + 1, data, len);
+	uv_buf_t b = uv_buf_init((char *)(req + 1), (unsigned int)len);
+	assert_int_equal(uv_write(req, p->s, &b, 1, on_peer_end_written), 0);
+}
+
+/* peer_end_send_type sends the whole frame of {"type": type}. */
+static void peer_end_send_type(struct peer_end *p, const char *type)
+{
+	cJSON *m = rpc_msg(type);
+	char *buf;
+	size_t len;
+	assert_int_equal(frame_encode(m, &buf, &len), 0);
+	peer_end_write(p, buf, len);
+	free(buf);
+	cJSON_Delete(m);
+}
+
+/*
+ * An authenticated peer may pause between frames for as long as it likes,
+ * but a frame it starts must be finished within the deadline, and one
+ * announced above the maximum is refused at once.
+ */
+static void test_rpc_unfinished_frame(void **state)
+{
+	struct raft_uv_transport a, b;
+	static struct peer_end ends[2];
+	char target[64];
+
+	setup_loop();
+	rpc_requests = peer_ends_up = peer_ends_closed = 0;
+	memset(ends, 0, sizeof(ends));
+	int pa = make_transport(&a, key_a, 21, true, 5000);
+	make_transport(&b, key_a, 22, false, 5000);
+	struct rpc *r = rpc_new(&loop, &a, on_rpc_request, NULL);
+	assert_non_null(r);
+	rpc_set_frame_deadline(r, 300);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", pa);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    transport_connect_rpc(&b, 21, target, on_peer_end_connect, &ends[i]), 0);
+	assert_true(run_until(&peer_ends_up, 2, 3000));
+
+	peer_end_send_type(&ends[0], "one");
+	assert_true(run_until(&rpc_requests, 1, 2000));
+	run_for(700);
+	peer_end_send_type(&ends[0], "two");
+	assert_true(run_until(&rpc_requests, 2, 2000));
+	assert_false(ends[0].eof);
+
+	const uint8_t started[] = {0, 0, 0xc3, 0x50, '{', '"', 't', 'y', 'p', 'e', '"', ':'};
+	uv_update_time(&loop);
+	uint64_t t0 = uv_now(&loop);
+	peer_end_write(&ends[0], started, sizeof(started));
+	assert_true(run_until(&peer_ends_closed, 1, 3000));
+	assert_true(ends[0].eof_ms - t0 >= 250);
+	assert_true(ends[0].eof_ms - t0 < 2500);
+	assert_true(log_contains("frame not finished"));
+
+	const uint8_t old_max[] = {0x00, 0x10, 0x00, 0x00, '{'};
+	uv_update_time(&loop);
+	t0 = uv_now(&loop);
+	peer_end_write(&ends[1], old_max, sizeof(old_max));
+	assert_true(run_until(&peer_ends_closed, 2, 3000));
+	assert_true(ends[1].eof_ms - t0 < 250);
+	assert_int_equal(rpc_requests, 2);
+
+	rpc_close(r);
+	struct raft_uv_transport *ts[] = {&a, &b};
+	close_transports(ts, 2);
+	teardown_loop();
+}
+
+/* ---- strangers flooding the handshake slots ---- */
+
+/* raws_close closes every raw client still open. */
+static void raws_close(struct raw *raws, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!uv_is_closing((uv_handle_t *)&raws[i].tcp))
+			uv_close((uv_handle_t *)&raws[i].tcp, on_raw_closed);
+}
+
+/*
+ * One source address cannot hold more than its share of the handshake
+ * slots, and what it holds is let go after the default handshake
+ * deadline, a few seconds.
+ */
+static void test_per_source_cap(void **state)
+{
+	struct raft_uv_transport a;
+	struct transport_options o;
+	static struct raw raws[20];
+	char addr[64];
+
+	setup_loop();
+	raw_done = 0;
+	memset(raws, 0, sizeof(raws));
+	transport_options_default(&o);
+	assert_int_equal(transport_init(&a, &loop, key_a, &o), 0);
+	int pa = free_port();
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", pa);
+	assert_int_equal(transport_start(&a, 1, addr), 0);
+
+	uv_update_time(&loop);
+	uint64_t t0 = uv_now(&loop);
+	for (int i = 0; i < 20; i++)
+		raw_start_from(&raws[i], "127.0.0.50", pa, NULL, 0);
+	int refused = 20 - (int)o.max_handshakes_per_source;
+	assert_true(run_until(&raw_done, refused, 2000));
+	run_for(200);
+	assert_int_equal(raw_done, refused);
+	assert_true(log_contains("from this address"));
+
+	assert_true(run_until(&raw_done, 20, 6000));
+	for (int i = 0; i < 20; i++)
+		assert_true(raws[i].closed_ms - t0 < 4000);
+	assert_true(log_contains("handshake timed out"));
+
+	struct raft_uv_transport *ts[] = {&a};
+	close_transports(ts, 1);
+	teardown_loop();
+}
+
+static int flood_connects, flood_status;
+
+static void on_flood_connect(void *arg, int status, uint64_t peer_id, uv_stream_t *stream)
+{
+	flood_connects++;
+	flood_status = status;
+	if (stream != NULL)
+		uv_close((uv_handle_t *)stream, free_stream);
+}
+
+/* on_count_accept takes an RPC link, counts it in *arg and closes it. */
+static void on_count_accept(void *arg, uint64_t id, const char *address, uv_stream_t *stream)
+{
+	(*(int *)arg)++;
+	uv_close((uv_handle_t *)stream, free_stream);
+}
+
+/* make_listener starts a transport listening on host (a free port) with RPC taken. */
+static void make_listener(struct raft_uv_transport *t, uint64_t id, const char *host,
+                          unsigned handshake_ms, int *accepts, char *addr, size_t addrlen)
+{
+	struct transport_options o;
+	transport_options_default(&o);
+	o.handshake_timeout_ms = handshake_ms;
+	assert_int_equal(transport_init(t, &loop, key_a, &o), 0);
+	snprintf(addr, addrlen, "%s:%d", host, free_port_at(host));
+	assert_int_equal(transport_start(t, id, addr), 0);
+	transport_set_rpc_accept(t, on_count_accept, accepts);
+}
+
+/* rpc_connect_status opens an RPC link from t to address and returns how it ended. */
+static int rpc_connect_status(struct raft_uv_transport *t, const char *address)
+{
+	int before = flood_connects;
+	assert_int_equal(transport_connect_rpc(t, 0, address, on_flood_connect, NULL), 0);
+	assert_true(run_until(&flood_connects, before + 1, 4000));
+	return flood_status;
+}
+
+/*
+ * Strangers from many addresses fill every handshake slot and hold them.
+ * A member that has been seen before (B authenticated here earlier) and
+ * one this agent has connected to (C) still get in: a stranger's slot is
+ * given up for them.
+ */
+static void test_known_peers_not_starved(void **state)
+{
+	struct raft_uv_transport a, b, c;
+	static struct raw raws[80];
+	char addr_a[64], addr_b[64], addr_c[64], src[32];
+	int a_accepts = 0, b_accepts = 0, c_accepts = 0;
+
+	setup_loop();
+	raw_done = 0;
+	memset(raws, 0, sizeof(raws));
+	make_listener(&a, 1, "127.0.0.1", 10000, &a_accepts, addr_a, sizeof(addr_a));
+	make_listener(&b, 2, "127.0.0.2", 10000, &b_accepts, addr_b, sizeof(addr_b));
+	make_listener(&c, 3, "127.0.0.3", 10000, &c_accepts, addr_c, sizeof(addr_c));
+	assert_int_equal(rpc_connect_status(&b, addr_a), 0);
+	assert_int_equal(rpc_connect_status(&a, addr_c), 0);
+	assert_true(run_until(&a_accepts, 1, 2000));
+	assert_true(run_until(&c_accepts, 1, 2000));
+
+	/* Exactly as many strangers as there are slots, so no refusal uses up the log's burst. */
+	struct transport_options o;
+	transport_options_default(&o);
+	int pa = transport_port(&a);
+	int n = (int)o.max_handshakes;
+	assert_true(n < 80);
+	for (int i = 0; i < n; i++) {
+		snprintf(src, sizeof(src), "127.0.0.%d", 100 + i % 16);
+		raw_start_from(&raws[i], src, pa, NULL, 0);
+	}
+	run_for(300);
+	assert_int_equal(raw_done, 0); /* every slot is taken */
+
+	/* C, known because A connected to it, takes the slot of the oldest stranger. */
+	assert_int_equal(rpc_connect_status(&c, addr_a), 0);
+	assert_true(run_until(&a_accepts, 2, 2000));
+	assert_true(run_until(&raw_done, 1, 2000));
+	assert_true(log_contains("to make room for 127.0.0.3:"));
+
+	/* A stranger fills the slot again; B, seen here before, gets in all the same. */
+	raw_start_from(&raws[n], "127.0.0.116", pa, NULL, 0);
+	run_for(300);
+	assert_int_equal(raw_done, 1);
+	assert_int_equal(rpc_connect_status(&b, addr_a), 0);
+	assert_true(run_until(&a_accepts, 3, 2000));
+	assert_true(run_until(&raw_done, 2, 2000));
+	assert_true(log_contains("to make room for 127.0.0.2:"));
+
+	raws_close(raws, n + 1);
+	assert_true(run_until(&raw_done, n + 1, 3000));
+	struct raft_uv_transport *ts[] = {&a, &b, &c};
+	close_transports(ts, 3);
+	teardown_loop();
+}
+
+/* The admission rules alone: strangers' share, members first, the oldest address forgotten. */
+static void test_admission_rules(void **state)
+{
+	struct admission_load l = {.in_flight = 10, .from_source = 8, .stranger_waiting = true};
+	assert_int_equal(admission_decide(false, &l, 64, 8), ADMISSION_REFUSE_SOURCE);
+	assert_int_equal(admission_decide(true, &l, 64, 8), ADMISSION_ACCEPT);
+	l.from_source = 7;
+	assert_int_equal(admission_decide(false, &l, 64, 8), ADMISSION_ACCEPT);
+	l.in_flight = 64;
+	assert_int_equal(admission_decide(false, &l, 64, 8), ADMISSION_REFUSE_FULL);
+	assert_int_equal(admission_decide(true, &l, 64, 8), ADMISSION_EVICT_STRANGER);
+	l.stranger_waiting = false;
+	assert_int_equal(admission_decide(true, &l, 64, 8), ADMISSION_REFUSE_FULL);
+	assert_string_equal(admission_refusal(ADMISSION_ACCEPT), "");
+
+	static struct admission a;
+	char ip[32];
+	memset(&a, 0, sizeof(a));
+	assert_false(admission_is_known(&a, ""));
+	admission_learn(&a, "", 1);
+	assert_int_equal(a.n_known, 0);
+	for (int i = 0; i < ADMISSION_KNOWN_MAX; i++) {
+		snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 256, i % 256);
+		admission_learn(&a, ip, (uint64_t)i + 1);
+	}
+	admission_learn(&a, "10.0.0.0", 1000); /* seen again: now the most recent */
+	admission_learn(&a, "192.0.2.1", 1001);
+	assert_int_equal(a.n_known, ADMISSION_KNOWN_MAX);
+	assert_true(admission_is_known(&a, "192.0.2.1"));
+	assert_true(admission_is_known(&a, "10.0.0.0"));
+	assert_false(admission_is_known(&a, "10.0.0.1")); /* the one seen longest ago */
+	assert_true(admission_is_known(&a, "10.0.0.2"));
+}
+
 static int group_setup(void **state)
 {
 	snprintf(log_path, sizeof(log_path), "/tmp/test_transport_log_XXXXXX");
@@ -827,11 +1156,19 @@ static int group_teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_link),          cmocka_unit_test(test_rpc_channel),
-	    cmocka_unit_test(test_wrong_key),          cmocka_unit_test(test_garbage_clients),
-	    cmocka_unit_test(test_closed_port),        cmocka_unit_test(test_blackhole),
-	    cmocka_unit_test(test_refused_after_auth), cmocka_unit_test(test_connect_timeout),
+	    cmocka_unit_test(test_good_link),
+	    cmocka_unit_test(test_rpc_channel),
+	    cmocka_unit_test(test_wrong_key),
+	    cmocka_unit_test(test_garbage_clients),
+	    cmocka_unit_test(test_closed_port),
+	    cmocka_unit_test(test_blackhole),
+	    cmocka_unit_test(test_refused_after_auth),
+	    cmocka_unit_test(test_connect_timeout),
 	    cmocka_unit_test(test_raft_election),
+	    cmocka_unit_test(test_rpc_unfinished_frame),
+	    cmocka_unit_test(test_per_source_cap),
+	    cmocka_unit_test(test_known_peers_not_starved),
+	    cmocka_unit_test(test_admission_rules),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
