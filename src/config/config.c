@@ -73,24 +73,23 @@ static void apply_entries(struct efm_config *cfg, const struct props *pp,
 		const struct config_option *opt = config_option_find(e->key);
 		if (opt == NULL) {
 			const char *s = config_suggest(e->key);
-			problems_add(pr, "%s:%d: %.80s: unknown key%s%s%s", path, e->line,
-			                    e->key, s ? " (did you mean " : "", s ? s : "",
-			                    s ? "?)" : "");
+			problems_add(pr, "%s:%d: %.80s: unknown key%s%s%s", path, e->line, e->key,
+			             s ? " (did you mean " : "", s ? s : "", s ? "?)" : "");
 			continue;
 		}
 		const struct config_option *canon = config_option_canonical(opt);
 		size_t idx = (size_t)(canon - config_table_get(0));
 		if (given[idx] != NULL) {
 			if (strcmp(given[idx]->key, e->key) == 0)
-				problems_add(
-				    pr, "%s:%d: %s: duplicate key (first given on line %d)", path,
-				    e->line, e->key, given[idx]->line);
+				problems_add(pr,
+				             "%s:%d: %s: duplicate key (first given on line %d)",
+				             path, e->line, e->key, given[idx]->line);
 			else
-				problems_add(
-				    pr,
-				    "%s:%d: %s: duplicate key: %s on line %d is the "
-				    "same setting; keep one",
-				    path, e->line, e->key, given[idx]->key, given[idx]->line);
+				problems_add(pr,
+				             "%s:%d: %s: duplicate key: %s on line %d is the "
+				             "same setting; keep one",
+				             path, e->line, e->key, given[idx]->key,
+				             given[idx]->line);
 			continue;
 		}
 		given[idx] = e;
@@ -117,10 +116,10 @@ static void check_required(const struct efm_config *cfg, const struct props_entr
 			    pr, "%s: %s: required%s but not set", cfg->props_path, opt->name,
 			    (opt->flags & CONFIG_F_WITNESS_REQ) ? "" : " on a database node");
 		else if (given[i]->value[0] == '\0' && !(opt->flags & CONFIG_F_EMPTY_OK))
-			problems_add(
-			    pr, "%s:%d: %s: required%s but empty", cfg->props_path, given[i]->line,
-			    given[i]->key,
-			    (opt->flags & CONFIG_F_WITNESS_REQ) ? "" : " on a database node");
+			problems_add(pr, "%s:%d: %s: required%s but empty", cfg->props_path,
+			             given[i]->line, given[i]->key,
+			             (opt->flags & CONFIG_F_WITNESS_REQ) ? ""
+			                                                 : " on a database node");
 	}
 }
 
@@ -209,17 +208,15 @@ static bool read_nodes(struct efm_config *cfg, struct problems *pr)
 		if (good) {
 			memcpy(tok, p, n);
 			tok[n] = '\0';
-			good =
-			    address_parse(tok, &a) && (inet_pton(AF_INET, a.host, ipbuf) == 1 ||
-			                                   inet_pton(AF_INET6, a.host, ipbuf) == 1);
+			good = address_parse(tok, &a) && (inet_pton(AF_INET, a.host, ipbuf) == 1 ||
+			                                  inet_pton(AF_INET6, a.host, ipbuf) == 1);
 		}
 		if (!good) {
-			problems_add(pr,
-			                    "%s:%d: \"%.*s\": not a node address (write IP:PORT)",
-			                    cfg->nodes_path, line, (int)(n > 80 ? 80 : n), p);
+			problems_add(pr, "%s:%d: \"%.*s\": not a node address (write IP:PORT)",
+			             cfg->nodes_path, line, (int)(n > 80 ? 80 : n), p);
 		} else if (cfg->n_nodes >= NODES_MAX) {
-			problems_add(pr, "%s:%d: more than %d nodes listed", cfg->nodes_path,
-			                    line, NODES_MAX);
+			problems_add(pr, "%s:%d: more than %d nodes listed", cfg->nodes_path, line,
+			             NODES_MAX);
 			break;
 		} else {
 			bool dup = false;
@@ -254,7 +251,7 @@ static int read_props(struct efm_config *cfg, struct props *pp, struct problems 
 
 	if (have_props && have_yaml)
 		problems_add(pr, "%s: %s exists too; keep only one of the two files",
-		                    cfg->props_path, yaml);
+		             cfg->props_path, yaml);
 	if (!have_props && have_yaml) {
 		free(cfg->props_path);
 		cfg->props_path = yaml;
@@ -265,7 +262,7 @@ static int read_props(struct efm_config *cfg, struct props *pp, struct problems 
 	}
 	if (rc == -ENOENT)
 		problems_add(pr, "%s: no such file (nor %s)", cfg->props_path,
-		                    yaml ? yaml : "a .yaml file");
+		             yaml ? yaml : "a .yaml file");
 	free(yaml);
 	return rc;
 }
@@ -289,9 +286,9 @@ struct efm_config *config_load(const char *dir, const char *cluster, struct prob
 		goto nomem;
 	if (!cluster_name_ok(cfg->cluster)) {
 		problems_add(pr,
-		                    "%s: \"%.80s\" is not a usable cluster name (letters, digits, "
-		                    "'.', '_' and '-', not starting with '.' or '-')",
-		                    cfg->config_dir, cfg->cluster);
+		             "%s: \"%.80s\" is not a usable cluster name (letters, digits, "
+		             "'.', '_' and '-', not starting with '.' or '-')",
+		             cfg->config_dir, cfg->cluster);
 		if (!set_derived(cfg, given))
 			goto nomem;
 		goto out;

@@ -26,9 +26,9 @@ enum efm_severity {
 };
 
 struct efm_config {
-	char *cluster;      /* from the file name */
+	char *cluster; /* from the file name */
 	char *config_dir;
-	char *props_path;   /* the .properties or .yaml file that was read */
+	char *props_path; /* the .properties or .yaml file that was read */
 	char *nodes_path;
 
 	/* database */
@@ -36,26 +36,26 @@ struct efm_config {
 	char *db_password_encrypted;
 	int db_port;
 	char *db_database;
-	char *db_host;                /* default: the bind.address host */
+	char *db_host; /* default: the bind.address host */
 	int db_reuse_connection_count;
-	bool jdbc_ssl;                /* libpq sslmode=require */
+	bool jdbc_ssl; /* libpq sslmode=require */
 	char *db_service_owner;
-	char *db_recovery_conf_dir;   /* alias db.data.dir: the data directory */
+	char *db_recovery_conf_dir; /* alias db.data.dir: the data directory */
 	char *db_bin;
 
 	/* agent */
 	bool auto_failover;
 	bool auto_reconfigure;
 	bool is_witness;
-	int admin_port;               /* accepted; the admin interface is a Unix socket */
+	int admin_port; /* accepted; the admin interface is a Unix socket */
 	int local_period_s;
 	int local_timeout_s;
 	int local_timeout_final_s;
 	int remote_timeout_s;
 	int jgroups_max_tries;
 	int jgroups_timeout_ms;
-	int node_timeout_s;           /* node.timeout, or derived from the jgroups pair */
-	struct efm_addr bind;         /* bind.address */
+	int node_timeout_s;   /* node.timeout, or derived from the jgroups pair */
+	struct efm_addr bind; /* bind.address */
 	char *peer_key_file;
 	enum efm_level efm_loglevel;
 	enum efm_level jgroups_loglevel;
@@ -63,7 +63,7 @@ struct efm_config {
 	/* virtual IP (all three set, or none) */
 	char *virtual_ip;
 	char *virtual_ip_interface;
-	int virtual_ip_prefix;        /* from virtualIp.netmask or virtual.ip.prefix; -1 unset */
+	int virtual_ip_prefix; /* from virtualIp.netmask or virtual.ip.prefix; -1 unset */
 	char *ping_server_ip;
 	char *ping_server_command;
 
@@ -76,15 +76,15 @@ struct efm_config {
 	int script_timeout_s;
 
 	/* notifications */
-	char *user_email;             /* recipients, comma- or space-separated */
-	char *from_email;             /* default efm@<hostname> */
-	char *notification_smtp_url;  /* default smtp://localhost:25 */
+	char *user_email;            /* recipients, comma- or space-separated */
+	char *from_email;            /* default efm@<hostname> */
+	char *notification_smtp_url; /* default smtp://localhost:25 */
 	char *notification_smtp_user;
 	char *notification_smtp_password;
 	bool notification_smtp_starttls;
 	enum efm_severity notification_level;
 	char *notification_webhook_url;
-	int notification_rate_limit;  /* at most this many notifications per minute sent out */
+	int notification_rate_limit; /* at most this many notifications per minute sent out */
 
 	/* CLUSTER.nodes */
 	struct efm_addr *nodes;

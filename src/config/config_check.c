@@ -18,10 +18,10 @@ static void check_timing(const struct efm_config *cfg, struct problems *pr)
 		return;
 	if (cfg->local_timeout_s < cfg->local_period_s)
 		problems_add(pr,
-		                    "%s: local.timeout: %d s is shorter than local.period (%d s); "
-		                    "local.timeout must be at least local.period, or the final "
-		                    "check starts before a regular check could succeed",
-		                    cfg->props_path, cfg->local_timeout_s, cfg->local_period_s);
+		             "%s: local.timeout: %d s is shorter than local.period (%d s); "
+		             "local.timeout must be at least local.period, or the final "
+		             "check starts before a regular check could succeed",
+		             cfg->props_path, cfg->local_timeout_s, cfg->local_period_s);
 }
 
 /* check_vip: the virtual IP is all or nothing, and must fit its address family. */
@@ -33,26 +33,25 @@ static void check_vip(const struct efm_config *cfg, struct problems *pr)
 
 	if ((ip || ifc || mask) && !(ip && ifc && mask)) {
 		problems_add(pr,
-		                    "%s: virtualIp: a virtual IP needs virtualIp, "
-		                    "virtualIp.interface and virtualIp.netmask (or "
-		                    "virtual.ip.prefix) together; missing:%s%s%s",
-		                    cfg->props_path, ip ? "" : " virtualIp",
-		                    ifc ? "" : " virtualIp.interface",
-		                    mask ? "" : " virtualIp.netmask");
+		             "%s: virtualIp: a virtual IP needs virtualIp, "
+		             "virtualIp.interface and virtualIp.netmask (or "
+		             "virtual.ip.prefix) together; missing:%s%s%s",
+		             cfg->props_path, ip ? "" : " virtualIp",
+		             ifc ? "" : " virtualIp.interface", mask ? "" : " virtualIp.netmask");
 		return;
 	}
 	if (!ip)
 		return;
 	if (inet_pton(AF_INET, cfg->virtual_ip, buf) == 1 && cfg->virtual_ip_prefix > 32)
 		problems_add(pr,
-		                    "%s: virtual.ip.prefix: %d is too long for the IPv4 address %s "
-		                    "(0..32)",
-		                    cfg->props_path, cfg->virtual_ip_prefix, cfg->virtual_ip);
+		             "%s: virtual.ip.prefix: %d is too long for the IPv4 address %s "
+		             "(0..32)",
+		             cfg->props_path, cfg->virtual_ip_prefix, cfg->virtual_ip);
 	if (strcmp(cfg->virtual_ip, cfg->bind.host) == 0)
 		problems_add(pr,
-		                    "%s: virtualIp: %s is this node's bind.address; the virtual IP "
-		                    "must be an address of its own",
-		                    cfg->props_path, cfg->virtual_ip);
+		             "%s: virtualIp: %s is this node's bind.address; the virtual IP "
+		             "must be an address of its own",
+		             cfg->props_path, cfg->virtual_ip);
 }
 
 /* check_ping_server: the ping server must be outside the cluster. */
@@ -63,9 +62,9 @@ static void check_ping_server(const struct efm_config *cfg, struct problems *pr)
 	if (strcmp(cfg->ping_server_ip, cfg->bind.host) == 0 ||
 	    strcmp(cfg->ping_server_ip, cfg->virtual_ip) == 0)
 		problems_add(pr,
-		                    "%s: pingServerIp: %s belongs to the cluster; use a server "
-		                    "outside it",
-		                    cfg->props_path, cfg->ping_server_ip);
+		             "%s: pingServerIp: %s belongs to the cluster; use a server "
+		             "outside it",
+		             cfg->props_path, cfg->ping_server_ip);
 }
 
 /* check_notify: SMTP settings that contradict each other. */
@@ -74,14 +73,14 @@ static void check_notify(const struct efm_config *cfg, struct problems *pr)
 	if (cfg->notification_smtp_starttls &&
 	    strncmp(cfg->notification_smtp_url, "smtps://", 8) == 0)
 		problems_add(pr,
-		                    "%s: notification.smtp.starttls: true, but %s already uses TLS "
-		                    "from the start; use smtp:// with STARTTLS or smtps:// without",
-		                    cfg->props_path, cfg->notification_smtp_url);
+		             "%s: notification.smtp.starttls: true, but %s already uses TLS "
+		             "from the start; use smtp:// with STARTTLS or smtps:// without",
+		             cfg->props_path, cfg->notification_smtp_url);
 	if (cfg->notification_smtp_password[0] != '\0' && cfg->notification_smtp_user[0] == '\0')
 		problems_add(pr,
-		                    "%s: notification.smtp.password: given without "
-		                    "notification.smtp.user",
-		                    cfg->props_path);
+		             "%s: notification.smtp.password: given without "
+		             "notification.smtp.user",
+		             cfg->props_path);
 }
 
 void config_check_rules(const struct efm_config *cfg, struct problems *pr)
@@ -182,15 +181,13 @@ size_t config_restart_changes(const struct efm_config *old, const struct efm_con
 			continue;
 		n++;
 		if (printable(opt))
-			problems_add(
-			    pr,
-			    "%s: %s: changed from \"%.80s\" to \"%.80s\"; takes effect "
-			    "only after a restart",
-			    new_cfg->props_path, opt->name, a, b);
-		else
 			problems_add(pr,
-			                    "%s: %s: changed; takes effect only after a restart",
-			                    new_cfg->props_path, opt->name);
+			             "%s: %s: changed from \"%.80s\" to \"%.80s\"; takes effect "
+			             "only after a restart",
+			             new_cfg->props_path, opt->name, a, b);
+		else
+			problems_add(pr, "%s: %s: changed; takes effect only after a restart",
+			             new_cfg->props_path, opt->name);
 	}
 	return n;
 }

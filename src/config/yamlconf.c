@@ -30,10 +30,10 @@ static bool next_event(struct walker *w, yaml_event_t *ev)
 			w->nomem = true;
 		} else {
 			problems_add(w->pr, "%s:%zu: YAML syntax error: %s%s%s", w->path,
-			                    w->parser.problem_mark.line + 1,
-			                    w->parser.problem ? w->parser.problem : "unknown",
-			                    w->parser.context ? " " : "",
-			                    w->parser.context ? w->parser.context : "");
+			             w->parser.problem_mark.line + 1,
+			             w->parser.problem ? w->parser.problem : "unknown",
+			             w->parser.context ? " " : "",
+			             w->parser.context ? w->parser.context : "");
 		}
 		w->broken = true;
 		return false;
@@ -82,12 +82,12 @@ static void add_scalar(struct walker *w, const char *key, const yaml_event_t *ev
 	const char *v = scalar_text(ev);
 	if (ev->data.scalar.length != strlen((const char *)ev->data.scalar.value)) {
 		problems_add(w->pr, "%s:%d: %s: value contains a NUL character", w->path,
-		                    ev_line(ev), key);
+		             ev_line(ev), key);
 		return;
 	}
 	if (strpbrk(v, "\r\n") != NULL) {
 		problems_add(w->pr, "%s:%d: %s: value spans several lines; write it on one",
-		                    w->path, ev_line(ev), key);
+		             w->path, ev_line(ev), key);
 		return;
 	}
 	if (!props_add(w->out, key, v, ev_line(ev)))
@@ -110,17 +110,16 @@ static void walk_sequence(struct walker *w, const char *key, int line)
 		}
 		if (e.type != YAML_SCALAR_EVENT) {
 			if (ok)
-				problems_add(w->pr,
-				                    "%s:%d: %s: a list may hold only plain values",
-				                    w->path, ev_line(&e), key);
+				problems_add(w->pr, "%s:%d: %s: a list may hold only plain values",
+				             w->path, ev_line(&e), key);
 			ok = false;
 			skip_node(w, &e);
 		} else if (ok) {
 			int n = snprintf(buf + used, sizeof(buf) - used, "%s%s",
 			                 used > 0 ? ", " : "", scalar_text(&e));
 			if (n < 0 || (size_t)n >= sizeof(buf) - used) {
-				problems_add(w->pr, "%s:%d: %s: list is too long", w->path,
-				                    line, key);
+				problems_add(w->pr, "%s:%d: %s: list is too long", w->path, line,
+				             key);
 				ok = false;
 			} else {
 				used += (size_t)n;
@@ -144,7 +143,7 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 		}
 		if (k.type != YAML_SCALAR_EVENT) {
 			problems_add(w->pr, "%s:%d: keys must be plain names", w->path,
-			                    ev_line(&k));
+			             ev_line(&k));
 			skip_node(w, &k);
 			yaml_event_delete(&k);
 			/* and its value */
@@ -160,8 +159,7 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 		int line = ev_line(&k);
 		bool key_ok = n > 0 && (size_t)n < sizeof(key) && k.data.scalar.length > 0;
 		if (!key_ok)
-			problems_add(w->pr, "%s:%d: key is empty or too long", w->path,
-			                    line);
+			problems_add(w->pr, "%s:%d: key is empty or too long", w->path, line);
 		yaml_event_delete(&k);
 		if (!next_event(w, &v))
 			return;
@@ -171,8 +169,8 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 			add_scalar(w, key, &v);
 		} else if (v.type == YAML_MAPPING_START_EVENT) {
 			if (depth >= YAMLCONF_MAX_DEPTH) {
-				problems_add(w->pr, "%s:%d: %s: nested too deeply", w->path,
-				                    line, key);
+				problems_add(w->pr, "%s:%d: %s: nested too deeply", w->path, line,
+				             key);
 				skip_node(w, &v);
 			} else {
 				walk_mapping(w, key, depth + 1);
@@ -180,8 +178,8 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 		} else if (v.type == YAML_SEQUENCE_START_EVENT) {
 			walk_sequence(w, key, line);
 		} else if (v.type == YAML_ALIAS_EVENT) {
-			problems_add(w->pr, "%s:%d: %s: aliases (*name) are not supported",
-			                    w->path, line, key);
+			problems_add(w->pr, "%s:%d: %s: aliases (*name) are not supported", w->path,
+			             line, key);
 		}
 		yaml_event_delete(&v);
 	}
@@ -197,9 +195,8 @@ static void walk_document(struct walker *w)
 	if (e.type == YAML_MAPPING_START_EVENT) {
 		walk_mapping(w, "", 1);
 	} else if (!(e.type == YAML_SCALAR_EVENT && scalar_text(&e)[0] == '\0')) {
-		problems_add(w->pr,
-		                    "%s:%d: the document must be a mapping of keys to values",
-		                    w->path, ev_line(&e));
+		problems_add(w->pr, "%s:%d: the document must be a mapping of keys to values",
+		             w->path, ev_line(&e));
 		skip_node(w, &e);
 	}
 	yaml_event_delete(&e);
@@ -219,8 +216,8 @@ bool yamlconf_parse(const char *path, const char *text, size_t len, struct props
 		yaml_event_type_t t = e.type;
 		if (t == YAML_DOCUMENT_START_EVENT) {
 			if (++documents > 1) {
-				problems_add(pr, "%s:%d: only one YAML document is allowed",
-				                    path, ev_line(&e));
+				problems_add(pr, "%s:%d: only one YAML document is allowed", path,
+				             ev_line(&e));
 				yaml_event_delete(&e);
 				break;
 			}

@@ -13,9 +13,9 @@
 #include <sys/types.h>
 
 struct lockfile {
-	int fd;      /* -1 when not held */
+	int fd; /* -1 when not held */
 	char *path;
-	dev_t dev;   /* identity of the file we locked, to notice its removal */
+	dev_t dev; /* identity of the file we locked, to notice its removal */
 	ino_t ino;
 };
 
