@@ -247,12 +247,15 @@ static void reload(struct agent *a)
 {
 	struct problems pr = {0};
 	struct efm_config *cfg = config_load(a->paths.config_dir, a->cluster, &pr);
-	if (cfg == NULL || pr.n > 0) {
+	if (cfg == NULL || problems_total(&pr) > 0) {
+		char more[128];
 		log_warning("agent %s: reload refused, the configuration has %zu problem(s); the "
 		            "running configuration stays",
-		            agent_local_address(a), pr.n);
+		            agent_local_address(a), problems_total(&pr));
 		for (size_t i = 0; i < pr.n; i++)
 			log_warning("%s", pr.msgs[i]);
+		if (problems_more(&pr, more, sizeof(more)))
+			log_warning("%s", more);
 		problems_free(&pr);
 		config_free(cfg);
 		return;
@@ -355,12 +358,15 @@ static bool load_config(struct agent *a)
 {
 	struct problems pr = {0};
 	a->cfg = config_load(a->paths.config_dir, a->cluster, &pr);
-	if (a->cfg == NULL || pr.n > 0) {
+	if (a->cfg == NULL || problems_total(&pr) > 0) {
+		char more[128];
 		for (size_t i = 0; i < pr.n; i++)
 			log_severe("%s", pr.msgs[i]);
+		if (problems_more(&pr, more, sizeof(more)))
+			log_severe("%s", more);
 		log_severe("cluster %s: refusing to start: %zu problem(s) in the configuration in "
 		           "%s ('efm prop-check %s' lists them)",
-		           a->cluster, pr.n, a->paths.config_dir, a->cluster);
+		           a->cluster, problems_total(&pr), a->paths.config_dir, a->cluster);
 		problems_free(&pr);
 		return false;
 	}

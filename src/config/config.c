@@ -72,7 +72,8 @@ static void apply_entries(struct efm_config *cfg, const struct props *pp,
 		const struct props_entry *e = &pp->v[i];
 		const struct config_option *opt = config_option_find(e->key);
 		if (opt == NULL) {
-			const char *s = config_suggest(e->key);
+			/* A suggestion costs an edit distance per row: only for a kept message. */
+			const char *s = problems_full(pr) ? NULL : config_suggest(e->key);
 			problems_add(pr, "%s:%d: %.80s: unknown key%s%s%s", path, e->line, e->key,
 			             s ? " (did you mean " : "", s ? s : "", s ? "?)" : "");
 			continue;
@@ -296,7 +297,7 @@ struct efm_config *config_load(const char *dir, const char *cluster, struct prob
 	int rc = read_props(cfg, &pp, pr);
 	if (rc == -ENOMEM)
 		goto nomem;
-	size_t before = pr->n;
+	size_t before = problems_total(pr);
 	/* Without a readable file, "required key missing" would only be noise. */
 	if (rc == 0) {
 		apply_entries(cfg, &pp, given, pr);
@@ -308,7 +309,7 @@ struct efm_config *config_load(const char *dir, const char *cluster, struct prob
 	 * Rules between keys are judged only once every key is valid: a bad
 	 * value leaves its default, which would be reported a second time.
 	 */
-	if (rc == 0 && pr->n == before)
+	if (rc == 0 && problems_total(pr) == before)
 		config_check_rules(cfg, pr);
 	if (!read_nodes(cfg, pr))
 		goto nomem;

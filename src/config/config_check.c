@@ -148,14 +148,17 @@ size_t config_prop_check(FILE *out, const struct efm_config *cfg, const struct p
 		fprintf(out, "VIP: %s\n", cfg->virtual_ip[0] ? cfg->virtual_ip : "(none)");
 	fprintf(out, "Automatic failover set to: %s\n", cfg->auto_failover ? "true" : "false");
 	print_adapters(out);
-	if (pr == NULL || pr->n == 0) {
+	if (pr == NULL || problems_total(pr) == 0) {
 		fprintf(out, "No problems found.\n");
 		return 0;
 	}
-	fprintf(out, "Problems found: %zu\n", pr->n);
+	char more[128];
+	fprintf(out, "Problems found: %zu\n", problems_total(pr));
 	for (size_t i = 0; i < pr->n; i++)
 		fprintf(out, "  %s\n", pr->msgs[i]);
-	return pr->n;
+	if (problems_more(pr, more, sizeof(more)))
+		fprintf(out, "  %s\n", more);
+	return problems_total(pr);
 }
 
 /* printable: whether a key's value may appear in messages and shared text. */

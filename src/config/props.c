@@ -268,7 +268,6 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
                  struct problems *pr)
 {
 	char line[PROPS_MAX_LINE + 1];
-	size_t start_problems = pr->n;
 	int lineno = 0;
 	size_t i = 0;
 
@@ -278,11 +277,6 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
 		const char *nl = memchr(text + i, '\n', len - i);
 		size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
 		lineno++;
-		if (pr->n - start_problems >= PROPS_MAX_PROBLEMS) {
-			problems_add(pr, "%s:%d: too many problems; giving up on this file", path,
-			             lineno);
-			break;
-		}
 		if (n > PROPS_MAX_LINE) {
 			problems_add(pr, "%s:%d: line is %zu bytes long; the limit is %d", path,
 			             lineno, n, PROPS_MAX_LINE);

@@ -19,8 +19,6 @@
 #define PROPS_MAX_FILE (1024 * 1024)
 /* A line longer than this is reported and skipped. */
 #define PROPS_MAX_LINE 4096
-/* After this many problems in one file the reader gives up on it. */
-#define PROPS_MAX_PROBLEMS 50
 
 struct props_entry {
 	char *key;

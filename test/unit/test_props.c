@@ -180,19 +180,26 @@ static void test_props_long_line(void **state)
 	problems_free(&pr);
 }
 
-/* A file of nonsense stops after PROPS_MAX_PROBLEMS problems. */
+/* A file of nonsense: every bad line counts, only the first problems are kept. */
 static void test_props_too_many(void **state)
 {
 	char text[4096];
 	size_t used = 0;
 	struct props p = {0};
 	struct problems pr = {0};
+	char more[64];
 
 	for (int i = 0; i < 200; i++)
 		used += (size_t)snprintf(text + used, sizeof(text) - used, "junk%d\n", i % 10);
+	used += (size_t)snprintf(text + used, sizeof(text) - used, "last=1\n");
 	parse_text(text, used, &p, &pr);
-	assert_int_equal(pr.n, PROPS_MAX_PROBLEMS + 1);
-	assert_true(has_problem(&pr, "too many problems", NULL));
+	assert_int_equal(pr.n, PROBLEMS_MAX_KEPT);
+	assert_int_equal(problems_total(&pr), 200);
+	assert_true(has_problem(&pr, "t.properties:1: junk0: missing '='", NULL));
+	assert_true(problems_more(&pr, more, sizeof(more)));
+	assert_string_equal(more, "... and 150 more problems");
+	/* The reader went on to the end of the file. */
+	assert_string_equal(value_of(&p, "last", NULL), "1");
 	props_free(&p);
 	problems_free(&pr);
 }
