@@ -188,17 +188,18 @@ static bool read_nodes(struct efm_config *cfg, struct problems *pr)
 	int line = 1;
 	bool ok = true;
 	for (char *p = text; *p != '\0' && ok;) {
-		if (*p == '\n') {
+		size_t eol = props_eol(p, 2);
+		if (eol > 0) {
 			line++;
-			p++;
+			p += eol;
 			continue;
 		}
-		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\f' || *p == ',') {
+		if (*p == ' ' || *p == '\t' || *p == '\f' || *p == ',') {
 			p++;
 			continue;
 		}
 		if (*p == '#') {
-			p += strcspn(p, "\n");
+			p += strcspn(p, "\r\n");
 			continue;
 		}
 		size_t n = strcspn(p, " \t\r\f\n#,");

@@ -59,12 +59,13 @@ static bool check_text(const char *path, const char *text, size_t len, struct pr
 			             line);
 			return false;
 		}
-		if (c == '\n') {
+		size_t eol = props_eol(text + i, len - i);
+		if (eol > 0) {
 			line++;
-			i++;
+			i += eol;
 			continue;
 		}
-		if (c < 0x20 && c != '\t' && c != '\r' && c != '\f') {
+		if (c < 0x20 && c != '\t' && c != '\f') {
 			problems_add(pr,
 			             "%s:%d: contains control character 0x%02x; is this a "
 			             "text file?",
@@ -206,7 +207,7 @@ static bool key_ok(const char *k, size_t n)
 	return n > 0;
 }
 
-/* parse_line handles one line (without its '\n'); false only when memory runs out. */
+/* parse_line handles one line (without its line end); false only when memory runs out. */
 static bool parse_line(const char *path, int lineno, char *s, size_t n, struct props *out,
                        struct problems *pr)
 {
@@ -274,8 +275,9 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
 	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
 		i = 3;
 	while (i < len) {
-		const char *nl = memchr(text + i, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
+		size_t n = 0;
+		while (i + n < len && props_eol(text + i + n, len - i - n) == 0)
+			n++;
 		lineno++;
 		if (n > PROPS_MAX_LINE) {
 			problems_add(pr, "%s:%d: line is %zu bytes long; the limit is %d", path,
@@ -289,7 +291,7 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
 				return false;
 			}
 		}
-		i += n + 1;
+		i += n + props_eol(text + i + n, len - i - n);
 	}
 	return true;
 }

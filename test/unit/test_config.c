@@ -469,6 +469,15 @@ static void test_nodes(void **state)
 	config_free(cfg);
 	problems_free(&pr);
 
+	/* CR alone ends lines too; a comment ends at one. */
+	put_str("c.nodes", "# list\r10.0.0.1:7800 # one\r\r10.0.0.9\r\n10.0.0.2:7800\r");
+	cfg = load_props("", &pr);
+	assert_int_equal(pr.n, 1);
+	assert_true(has_problem(&pr, "c.nodes:4: \"10.0.0.9\": not a node address", NULL));
+	assert_int_equal(cfg->n_nodes, 2);
+	config_free(cfg);
+	problems_free(&pr);
+
 	put_str("c.nodes", "");
 	cfg = load_props("", &pr);
 	assert_int_equal(pr.n, 0);

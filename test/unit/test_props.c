@@ -108,6 +108,34 @@ static void test_props_crlf_bom(void **state)
 	problems_free(&pr);
 }
 
+/* Old Mac line ends (CR alone) end lines too, and CRLF still counts as one. */
+static void test_props_cr_only(void **state)
+{
+	const char text[] = "db.user=efm\r"
+	                    "# c\r"
+	                    "db.database = postgres \r\r"
+	                    "db.port=5432\r\n"
+	                    "local.period=5";
+	struct props p = {0};
+	struct problems pr = {0};
+	int line;
+
+	parse_text(text, sizeof(text) - 1, &p, &pr);
+	dump(&pr);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(p.n, 4);
+	assert_string_equal(value_of(&p, "db.user", &line), "efm");
+	assert_int_equal(line, 1);
+	assert_string_equal(value_of(&p, "db.database", &line), "postgres");
+	assert_int_equal(line, 3);
+	assert_string_equal(value_of(&p, "db.port", &line), "5432");
+	assert_int_equal(line, 5);
+	assert_string_equal(value_of(&p, "local.period", &line), "5");
+	assert_int_equal(line, 6);
+	props_free(&p);
+	problems_free(&pr);
+}
+
 /* A line without '=' is reported with file, line and key, and skipped. */
 static void test_props_missing_equals(void **state)
 {
@@ -223,6 +251,7 @@ static void test_read_binary(void **state)
 		const char *want;
 	} cases[] = {
 	    {"a=1\nb=\0x\n", 9, ":2: contains a NUL byte"},
+	    {"a=1\rb=2\r\nc=\0x\n", 14, ":3: contains a NUL byte"},
 	    {"a=1\n\xff\xfe\x80garbage", 13, ":2: is not valid UTF-8"},
 	    {"a=\x01\x02\n", 5, ":1: contains control character 0x01"},
 	    {"a=\xc0\xaf\n", 5, "not valid UTF-8"}, /* overlong encoding of '/' */
@@ -387,13 +416,14 @@ static void test_yaml_binary(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_props_basic),          cmocka_unit_test(test_props_crlf_bom),
-	    cmocka_unit_test(test_props_missing_equals), cmocka_unit_test(test_props_quoted),
-	    cmocka_unit_test(test_props_bad_keys),       cmocka_unit_test(test_props_long_line),
-	    cmocka_unit_test(test_props_too_many),       cmocka_unit_test(test_read_binary),
-	    cmocka_unit_test(test_read_not_a_file),      cmocka_unit_test(test_read_too_big),
-	    cmocka_unit_test(test_yaml_flatten),         cmocka_unit_test(test_yaml_empty),
-	    cmocka_unit_test(test_yaml_refusals),        cmocka_unit_test(test_yaml_binary),
+	    cmocka_unit_test(test_props_basic),     cmocka_unit_test(test_props_crlf_bom),
+	    cmocka_unit_test(test_props_cr_only),   cmocka_unit_test(test_props_missing_equals),
+	    cmocka_unit_test(test_props_quoted),    cmocka_unit_test(test_props_bad_keys),
+	    cmocka_unit_test(test_props_long_line), cmocka_unit_test(test_props_too_many),
+	    cmocka_unit_test(test_read_binary),     cmocka_unit_test(test_read_not_a_file),
+	    cmocka_unit_test(test_read_too_big),    cmocka_unit_test(test_yaml_flatten),
+	    cmocka_unit_test(test_yaml_empty),      cmocka_unit_test(test_yaml_refusals),
+	    cmocka_unit_test(test_yaml_binary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
