@@ -16,11 +16,25 @@ struct walker {
 	const char *path;
 	struct props *out;
 	struct problems *pr;
-	bool broken; /* a syntax error: libyaml cannot go on */
+	const char *key; /* the flattened key being read, for messages */
+	int depth;       /* collections open (the root mapping is 1) */
+	bool broken;     /* a syntax error or too deep: stop reading */
 	bool nomem;
 };
 
-/* next_event fetches the next event; false (and a problem) on a syntax error. */
+/* ev_line: the 1-based line an event starts on. */
+static int ev_line(const yaml_event_t *ev)
+{
+	return (int)(ev->start_mark.line + 1);
+}
+
+/*
+ * next_event fetches the next event; false (and a problem) on a syntax
+ * error or when collections nest deeper than YAMLCONF_MAX_DEPTH.  The depth
+ * is judged here, on every event, because libyaml's cost per token grows
+ * with the depth: the file must be abandoned where the nesting starts, not
+ * skipped over.
+ */
 static bool next_event(struct walker *w, yaml_event_t *ev)
 {
 	if (w->broken)
@@ -38,13 +52,21 @@ static bool next_event(struct walker *w, yaml_event_t *ev)
 		w->broken = true;
 		return false;
 	}
+	if (ev->type == YAML_MAPPING_START_EVENT || ev->type == YAML_SEQUENCE_START_EVENT) {
+		if (++w->depth > YAMLCONF_MAX_DEPTH) {
+			problems_add(w->pr,
+			             "%s:%d: %s%snested more than %d levels deep; no setting needs "
+			             "that many, so the rest of the file was not read",
+			             w->path, ev_line(ev), w->key, w->key[0] ? ": " : "",
+			             YAMLCONF_MAX_DEPTH);
+			yaml_event_delete(ev);
+			w->broken = true;
+			return false;
+		}
+	} else if (ev->type == YAML_MAPPING_END_EVENT || ev->type == YAML_SEQUENCE_END_EVENT) {
+		w->depth--;
+	}
 	return true;
-}
-
-/* ev_line: the 1-based line an event starts on. */
-static int ev_line(const yaml_event_t *ev)
-{
-	return (int)(ev->start_mark.line + 1);
 }
 
 /* skip_node consumes the rest of a collection whose start event was ev. */
@@ -132,11 +154,11 @@ static void walk_sequence(struct walker *w, const char *key, int line)
 }
 
 /* walk_mapping flattens the mapping whose start event was just read. */
-static void walk_mapping(struct walker *w, const char *prefix, int depth)
+static void walk_mapping(struct walker *w, const char *prefix)
 {
 	yaml_event_t k, v;
 
-	while (!w->nomem && next_event(w, &k)) {
+	while (!w->nomem && (w->key = prefix, next_event(w, &k))) {
 		if (k.type == YAML_MAPPING_END_EVENT) {
 			yaml_event_delete(&k);
 			return;
@@ -161,6 +183,8 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 		if (!key_ok)
 			problems_add(w->pr, "%s:%d: key is empty or too long", w->path, line);
 		yaml_event_delete(&k);
+		if (key_ok)
+			w->key = key;
 		if (!next_event(w, &v))
 			return;
 		if (!key_ok) {
@@ -168,13 +192,7 @@ static void walk_mapping(struct walker *w, const char *prefix, int depth)
 		} else if (v.type == YAML_SCALAR_EVENT) {
 			add_scalar(w, key, &v);
 		} else if (v.type == YAML_MAPPING_START_EVENT) {
-			if (depth >= YAMLCONF_MAX_DEPTH) {
-				problems_add(w->pr, "%s:%d: %s: nested too deeply", w->path, line,
-				             key);
-				skip_node(w, &v);
-			} else {
-				walk_mapping(w, key, depth + 1);
-			}
+			walk_mapping(w, key);
 		} else if (v.type == YAML_SEQUENCE_START_EVENT) {
 			walk_sequence(w, key, line);
 		} else if (v.type == YAML_ALIAS_EVENT) {
@@ -193,7 +211,7 @@ static void walk_document(struct walker *w)
 	if (!next_event(w, &e))
 		return;
 	if (e.type == YAML_MAPPING_START_EVENT) {
-		walk_mapping(w, "", 1);
+		walk_mapping(w, "");
 	} else if (!(e.type == YAML_SCALAR_EVENT && scalar_text(&e)[0] == '\0')) {
 		problems_add(w->pr, "%s:%d: the document must be a mapping of keys to values",
 		             w->path, ev_line(&e));
@@ -205,7 +223,7 @@ static void walk_document(struct walker *w)
 bool yamlconf_parse(const char *path, const char *text, size_t len, struct props *out,
                     struct problems *pr)
 {
-	struct walker w = {.path = path, .out = out, .pr = pr};
+	struct walker w = {.path = path, .out = out, .pr = pr, .key = ""};
 	int documents = 0;
 	yaml_event_t e;
 

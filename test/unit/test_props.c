@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -382,7 +383,10 @@ static void test_yaml_refusals(void **state)
 	    {"? [a, b]\n: 1\n", "keys must be plain names", NULL},
 	    {"a:\n  - x\n  - {y: 1}\n", "t.yaml:3: a: a list may hold only plain values", NULL},
 	    {"a: |\n  one\n  two\n", "t.yaml:1: a: value spans several lines", NULL},
-	    {"a: {b: {c: {d: {e: {f: {g: {h: {i: 1}}}}}}}}\n", "nested too deeply", NULL},
+	    {"a: {b: {c: {d: {e: {f: {g: {h: {i: 1}}}}}}}}\n",
+	     "t.yaml:1: a.b.c.d.e.f.g.h: nested more", NULL},
+	    {"a:\n  - [1, [2, [3, [4, [5, [6, [7]]]]]]]\n", "t.yaml:2: a: nested more than 8",
+	     NULL},
 	    {"\tbad: tab\n", "YAML syntax error", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -397,6 +401,60 @@ static void test_yaml_refusals(void **state)
 		props_free(&p);
 		problems_free(&pr);
 	}
+}
+
+/* seconds_since: wall time elapsed since *t0, in seconds. */
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/*
+ * Deep nesting is refused where it starts, without reading the rest: libyaml
+ * spends time proportional to the depth on every token, so 80,000 nested
+ * lists took 31 s when the reader skipped over them.
+ */
+static void test_yaml_deep(void **state)
+{
+	enum { DEPTH = 80000 };
+	char *text = malloc(2 * DEPTH + 32);
+	assert_non_null(text);
+	size_t n = (size_t)snprintf(text, 16, "a: 1\nx: ");
+	memset(text + n, '[', DEPTH);
+	memset(text + n + DEPTH, ']', DEPTH);
+	n += 2 * DEPTH;
+	n += (size_t)snprintf(text + n, 16, "\ny: 2\n");
+
+	struct props p = {0};
+	struct problems pr = {0};
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_true(yamlconf_parse("t.yaml", text, n, &p, &pr));
+	double took = seconds_since(&t0);
+	dump(&pr);
+	assert_true(has_problem(&pr, "t.yaml:2: x: nested more than 8 levels deep", NULL));
+	/* Reading stopped there. */
+	assert_string_equal(value_of(&p, "a", NULL), "1");
+	assert_null(value_of(&p, "y", NULL));
+	if (took > 1.0)
+		fail_msg("80,000 nested lists took %.1f s", took);
+	props_free(&p);
+	problems_free(&pr);
+
+	/* The same for mappings, in block style: the line is where the limit is passed. */
+	size_t used = 0;
+	for (int i = 0; i < 20; i++)
+		used += (size_t)snprintf(text + used, 2 * DEPTH - used, "%*sk%d:\n", i, "", i);
+	yaml_text(text, &p, &pr);
+	dump(&pr);
+	assert_int_equal(problems_total(&pr), 1);
+	assert_true(
+	    has_problem(&pr, "t.yaml:9: k0.k1.k2.k3.k4.k5.k6.k7: nested more than 8", NULL));
+	props_free(&p);
+	problems_free(&pr);
+	free(text);
 }
 
 /* A YAML file goes through the same binary checks as a .properties file. */
@@ -423,7 +481,7 @@ int main(void)
 	    cmocka_unit_test(test_read_binary),     cmocka_unit_test(test_read_not_a_file),
 	    cmocka_unit_test(test_read_too_big),    cmocka_unit_test(test_yaml_flatten),
 	    cmocka_unit_test(test_yaml_empty),      cmocka_unit_test(test_yaml_refusals),
-	    cmocka_unit_test(test_yaml_binary),
+	    cmocka_unit_test(test_yaml_deep),       cmocka_unit_test(test_yaml_binary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
