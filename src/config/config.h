@@ -25,6 +25,21 @@ enum efm_severity {
 	EFM_SEV_SEVERE,
 };
 
+/*
+ * The timing floor.  The cluster layer derives the Raft election timeout E
+ * from the node timeout T as T/4 clamped to CONFIG_ELECTION_MIN_MS..5 s, and
+ * libraft notices a lost leader after E to 2E.  The safety rule needs an
+ * isolated master to notice (2E) within half the node timeout, before the
+ * majority may act at T: 2E <= T/2.  Above the floor E = T/4 and this holds
+ * exactly; at the floor it needs T >= 4 x CONFIG_ELECTION_MIN_MS = 2 s.
+ */
+#define CONFIG_ELECTION_MIN_MS    500
+#define CONFIG_NODE_TIMEOUT_MIN_S 2
+_Static_assert(CONFIG_NODE_TIMEOUT_MIN_S * 1000 >= 4 * CONFIG_ELECTION_MIN_MS,
+               "an isolated master could notice too late");
+_Static_assert((CONFIG_NODE_TIMEOUT_MIN_S - 1) * 1000 < 4 * CONFIG_ELECTION_MIN_MS,
+               "the floor is higher than the election timeout needs");
+
 struct efm_config {
 	char *cluster; /* from the file name */
 	char *config_dir;

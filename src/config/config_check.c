@@ -24,6 +24,21 @@ static void check_timing(const struct efm_config *cfg, struct problems *pr)
 		             cfg->props_path, cfg->local_timeout_s, cfg->local_period_s);
 }
 
+/*
+ * check_node_timeout: the floor again, for a node timeout derived from the
+ * jgroups pair (node.timeout itself is bounded by the option table).
+ */
+static void check_node_timeout(const struct efm_config *cfg, struct problems *pr)
+{
+	if (cfg->node_timeout_s >= CONFIG_NODE_TIMEOUT_MIN_S)
+		return;
+	problems_add(pr,
+	             "%s: jgroups.timeout x jgroups.max.tries: %d ms x %d gives a node timeout of "
+	             "%d s; it must be at least %d s: %s",
+	             cfg->props_path, cfg->jgroups_timeout_ms, cfg->jgroups_max_tries,
+	             cfg->node_timeout_s, CONFIG_NODE_TIMEOUT_MIN_S, CONFIG_NODE_TIMEOUT_WHY);
+}
+
 /* check_vip: the virtual IP is all or nothing, and must fit its address family. */
 static void check_vip(const struct efm_config *cfg, struct problems *pr)
 {
@@ -86,6 +101,7 @@ static void check_notify(const struct efm_config *cfg, struct problems *pr)
 void config_check_rules(const struct efm_config *cfg, struct problems *pr)
 {
 	check_timing(cfg, pr);
+	check_node_timeout(cfg, pr);
 	check_vip(cfg, pr);
 	check_ping_server(cfg, pr);
 	check_notify(cfg, pr);

@@ -250,9 +250,11 @@ bool config_option_set(struct efm_config *cfg, const struct config_option *opt, 
 			return false;
 		}
 		if (v < opt->min || v > opt->max) {
-			snprintf(why, wl, "%ld is out of range: it must be %ld..%ld%s%s", v,
+			bool low = v < opt->min && opt->min_why != NULL;
+			snprintf(why, wl, "%ld is out of range: it must be %ld..%ld%s%s%s%s", v,
 			         opt->min, opt->max, opt->unit ? " " : "",
-			         opt->unit ? opt->unit : "");
+			         opt->unit ? opt->unit : "", low ? "; " : "",
+			         low ? opt->min_why : "");
 			return false;
 		}
 		*FIELD(cfg, opt, int) = (int)v;

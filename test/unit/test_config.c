@@ -574,6 +574,49 @@ static void test_node_timeout(void **state)
 	config_free(cfg);
 }
 
+/*
+ * The node timeout has a floor: an isolated master must be able to notice
+ * that it lost the leader (up to twice the Raft election timeout, which is
+ * at least 0.5 s) within half the node timeout.  So at least 2 s, given
+ * directly or derived from the jgroups pair, and the refusal says why.
+ */
+static void test_node_timeout_floor(void **state)
+{
+	struct problems pr = {0};
+	expect_one("node.timeout=1\n", "c.properties:6: node.timeout: 1 is out of range",
+	           "isolated master");
+	struct efm_config *cfg = load_props("node.timeout=2\n", &pr);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(cfg->node_timeout_s, 2);
+	config_free(cfg);
+
+	cfg = load_props("jgroups.timeout=100\njgroups.max.tries=10\n", &pr);
+	dump(&pr);
+	assert_int_equal(pr.n, 1);
+	assert_true(has_problem(&pr, "jgroups.timeout x jgroups.max.tries", "1 s"));
+	assert_true(has_problem(&pr, "at least 2 s", "isolated master"));
+	config_free(cfg);
+	problems_free(&pr);
+	/* node.timeout wins over a pair that would be too short. */
+	cfg = load_props("jgroups.timeout=100\njgroups.max.tries=10\nnode.timeout=3\n", &pr);
+	assert_int_equal(pr.n, 0);
+	config_free(cfg);
+
+	/* The sample file explains the floor where node.timeout is described. */
+	char *sample = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&sample, &len);
+	assert_non_null(f);
+	assert_int_equal(config_sample_properties(f), 0);
+	fclose(f);
+	const char *row = strstr(sample, "\nnode.timeout=");
+	const char *doc = strstr(sample, "whole number, 2..86400 s");
+	assert_non_null(row);
+	assert_non_null(doc);
+	assert_true(doc < row);
+	free(sample);
+}
+
 /* Derived defaults: db.host from bind.address, from.email from the host name. */
 static void test_derived(void **state)
 {
@@ -913,6 +956,7 @@ int main(void)
 	    cmocka_unit_test(test_vip),
 	    cmocka_unit_test(test_cross_rules),
 	    cmocka_unit_test(test_node_timeout),
+	    cmocka_unit_test(test_node_timeout_floor),
 	    cmocka_unit_test(test_derived),
 	    cmocka_unit_test(test_every_key),
 	    cmocka_unit_test(test_which_file),
