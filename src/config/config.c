@@ -216,6 +216,11 @@ static bool read_nodes(struct efm_config *cfg, struct problems *pr)
 		if (!good) {
 			problems_add(pr, "%s:%d: \"%.*s\": not a node address (write IP:PORT)",
 			             cfg->nodes_path, line, (int)(n > 80 ? 80 : n), p);
+		} else if (config_addr_unspecified(a.host)) {
+			problems_add(pr,
+			             "%s:%d: \"%s\": the unspecified address names no node; list "
+			             "each node's bind.address",
+			             cfg->nodes_path, line, tok);
 		} else if (cfg->n_nodes >= NODES_MAX) {
 			problems_add(pr, "%s:%d: more than %d nodes listed", cfg->nodes_path, line,
 			             NODES_MAX);

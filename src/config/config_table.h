@@ -92,6 +92,12 @@ void config_option_bounds(const struct config_option *opt, char *buf, size_t len
  */
 const char *config_suggest(const char *name);
 
+/*
+ * config_addr_unspecified: host is the unspecified address (0.0.0.0, ::,
+ * ::ffff:0.0.0.0), which means "any interface" and names no node.
+ */
+bool config_addr_unspecified(const char *host);
+
 /* Why the node timeout has a floor, for messages and the sample file. */
 #define CONFIG_STR_(x) #x
 #define CONFIG_STR(x)  CONFIG_STR_(x)

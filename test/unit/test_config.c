@@ -428,6 +428,41 @@ static void test_bind_address(void **state)
 	}
 }
 
+/*
+ * An agent's address is its identity: the unspecified address (any
+ * interface) is not one, in bind.address nor in the .nodes file.
+ */
+static void test_unspecified_address(void **state)
+{
+	const char *bad[] = {"0.0.0.0:7800", "[::]:7800", "[0:0::0]:7800", "[::ffff:0.0.0.0]:7800"};
+	struct problems pr = {0};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[128];
+		snprintf(text, sizeof(text), "is.witness=true\nbind.address=%s\n", bad[i]);
+		put_str("c.properties", text);
+		struct efm_config *cfg = config_load(tmpdir, "c", &pr);
+		if (pr.n != 1)
+			print_message("bind.address=%s\n", bad[i]);
+		assert_int_equal(pr.n, 1);
+		assert_true(
+		    has_problem(&pr, "c.properties:2: bind.address:", "unspecified address"));
+		assert_true(has_problem(&pr, "identity", NULL));
+		config_free(cfg);
+		problems_free(&pr);
+	}
+	put_str("c.nodes", "10.0.0.1:7800 0.0.0.0:7800\n[::]:7800\n");
+	struct efm_config *cfg = load_props("", &pr);
+	assert_int_equal(pr.n, 2);
+	assert_true(has_problem(&pr, "c.nodes:1: \"0.0.0.0:7800\"", "unspecified address"));
+	assert_true(has_problem(&pr, "c.nodes:2: \"[::]:7800\"", "unspecified address"));
+	assert_int_equal(cfg->n_nodes, 1);
+	config_free(cfg);
+	problems_free(&pr);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/c.nodes", tmpdir);
+	unlink(path);
+}
+
 /* address_parse: host:port and [v6]:port, port 1..65535. */
 static void test_parse_addr(void **state)
 {
@@ -951,6 +986,7 @@ int main(void)
 	    cmocka_unit_test(test_range),
 	    cmocka_unit_test(test_duplicates),
 	    cmocka_unit_test(test_bind_address),
+	    cmocka_unit_test(test_unspecified_address),
 	    cmocka_unit_test(test_parse_addr),
 	    cmocka_unit_test(test_nodes),
 	    cmocka_unit_test(test_vip),
