@@ -18,10 +18,10 @@
 
 #include "admin.h"
 #include "cluster.h"
-#include "crypt.h"
 #include "dbmon.h"
 #include "log.h"
 #include "notify.h"
+#include "preflight.h"
 #include "script.h"
 #include "version.h"
 
@@ -246,7 +246,7 @@ static void retire_config(struct agent *a, struct efm_config *old)
 static void reload(struct agent *a)
 {
 	struct problems pr = {0};
-	struct efm_config *cfg = config_load(a->paths.config_dir, a->cluster, &pr);
+	struct efm_config *cfg = preflight_load(a->paths.config_dir, a->cluster, NULL, 0, &pr);
 	if (cfg == NULL || problems_total(&pr) > 0) {
 		char more[128];
 		log_warning("agent %s: reload refused, the configuration has %zu problem(s); the "
@@ -353,11 +353,15 @@ static int make_dir(const char *path, mode_t mode)
 	return -errno;
 }
 
-/* load_config reads and validates the configuration; false after logging every problem. */
+/*
+ * load_config reads the configuration and makes every start-up check on it,
+ * the same as prop-check (preflight.h); false after logging every problem.
+ */
 static bool load_config(struct agent *a)
 {
 	struct problems pr = {0};
-	a->cfg = config_load(a->paths.config_dir, a->cluster, &pr);
+	a->cfg =
+	    preflight_load(a->paths.config_dir, a->cluster, a->password, sizeof(a->password), &pr);
 	if (a->cfg == NULL || problems_total(&pr) > 0) {
 		char more[128];
 		for (size_t i = 0; i < pr.n; i++)
@@ -373,48 +377,6 @@ static bool load_config(struct agent *a)
 	problems_free(&pr);
 	log_set_level(a->cfg->efm_loglevel);
 	return true;
-}
-
-/* decrypt_password fills a->password; false after saying why. */
-static bool decrypt_password(struct agent *a)
-{
-	a->password[0] = '\0';
-	if (a->cfg->is_witness || a->cfg->db_password_encrypted[0] == '\0')
-		return true;
-	int rc = crypt_decrypt(a->cluster, a->cfg->db_password_encrypted, a->password,
-	                       sizeof(a->password));
-	if (rc == 0)
-		return true;
-	log_severe("%s: db.password.encrypted: cannot decrypt the password: %s", a->cfg->props_path,
-	           rc == -EBADMSG ? "it was not encrypted for this cluster name, or was altered "
-	                            "(run 'efm encrypt' for this cluster again)"
-	                          : "the value is malformed (paste the output of 'efm encrypt')");
-	return false;
-}
-
-/* check_scripts vets every configured user script before anything can run one. */
-static bool check_scripts(struct agent *a)
-{
-	const struct {
-		const char *key;
-		const char *path;
-	} scripts[] = {
-	    {"script.fence", a->cfg->script_fence},
-	    {"script.post.promotion", a->cfg->script_post_promotion},
-	    {"script.db.failure", a->cfg->script_db_failure},
-	    {"script.master.isolated", a->cfg->script_master_isolated},
-	    {"script.notification", a->cfg->script_notification},
-	};
-	bool ok = true;
-	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
-		char why[512];
-		if (scripts[i].path[0] == '\0' || script_check(scripts[i].path, why, sizeof(why)))
-			continue;
-		log_severe("%s: %s: refusing to run %s: %s", a->cfg->props_path, scripts[i].key,
-		           scripts[i].path, why);
-		ok = false;
-	}
-	return ok;
 }
 
 /* take_lock holds RUN_DIR/CLUSTER.lock; false after naming the agent that holds it. */
@@ -582,11 +544,6 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 	if (!take_lock(&a)) {
 		free_agent(&a);
 		return AGENT_EXIT_LOCKED;
-	}
-	if (!decrypt_password(&a) || !check_scripts(&a)) {
-		lockfile_release(&a.lock);
-		free_agent(&a);
-		return AGENT_EXIT_CONFIG;
 	}
 
 	/* A peer closing a socket must be an error return, not a dead agent. */
