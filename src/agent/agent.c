@@ -230,17 +230,6 @@ static void on_housekeeping(uv_timer_t *t)
 	a->lock_warned = !intact;
 }
 
-static void retire_config(struct agent *a, struct efm_config *old)
-{
-	struct efm_config **v = realloc(a->retired_cfgs, (a->n_retired + 1) * sizeof(*v));
-	if (v == NULL) {
-		/* Leaking is safer than freeing what the monitor may still read. */
-		return;
-	}
-	v[a->n_retired++] = old;
-	a->retired_cfgs = v;
-}
-
 /* reload re-reads the configuration; only the log level and the notification settings apply at
  * once. */
 static void reload(struct agent *a)
@@ -269,10 +258,17 @@ static void reload(struct agent *a)
 	log_info("agent %s: configuration reloaded from %s (database and network settings take "
 	         "effect at the next restart)",
 	         agent_local_address(a), cfg->props_path);
+	/*
+	 * Besides a->cfg only the notifier keeps a pointer to a reloaded
+	 * configuration (what it sends copies what it needs), so once it has the
+	 * new one the old is unreferenced, unless it is the start-up one.
+	 */
 	if (a->notify != NULL)
 		notify_set_config(a->notify, cfg);
-	retire_config(a, a->cfg);
+	struct efm_config *old = a->cfg;
 	a->cfg = cfg;
+	if (old != a->start_cfg)
+		config_free(old);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -375,6 +371,7 @@ static bool load_config(struct agent *a)
 		return false;
 	}
 	problems_free(&pr);
+	a->start_cfg = a->cfg;
 	log_set_level(a->cfg->efm_loglevel);
 	return true;
 }
@@ -504,10 +501,9 @@ static bool start_services(struct agent *a)
 
 static void free_agent(struct agent *a)
 {
-	config_free(a->cfg);
-	for (size_t i = 0; i < a->n_retired; i++)
-		config_free(a->retired_cfgs[i]);
-	free(a->retired_cfgs);
+	if (a->cfg != a->start_cfg)
+		config_free(a->cfg);
+	config_free(a->start_cfg);
 	free(a->cluster);
 	explicit_bzero(a->password, sizeof(a->password));
 }

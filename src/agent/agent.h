@@ -42,8 +42,13 @@ struct agent {
 	struct agent_paths paths;
 	char *cluster;
 	struct efm_config *cfg;  /* current configuration */
-	struct efm_config **retired_cfgs; /* replaced by reloads, still referenced */
-	size_t n_retired;
+	/*
+	 * The configuration the agent started with.  The cluster layer and the
+	 * database monitor keep pointers into it until they close (their settings
+	 * change only with a restart), so it lives until exit; every later one is
+	 * freed as soon as a reload replaces it.
+	 */
+	struct efm_config *start_cfg;
 	char password[256];      /* decrypted db password, "" for .pgpass */
 
 	struct lockfile lock;
