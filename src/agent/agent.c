@@ -19,6 +19,7 @@
 #include "admin.h"
 #include "cluster.h"
 #include "dbmon.h"
+#include "fsutil.h"
 #include "log.h"
 #include "notify.h"
 #include "preflight.h"
@@ -222,12 +223,14 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 static void on_housekeeping(uv_timer_t *t)
 {
 	struct agent *a = t->data;
-	bool intact = lockfile_intact(&a->lock);
-	if (!intact && !a->lock_warned) {
-		struct notify_args args = {.path = a->lock.path};
+	const struct lockfile *gone = !lockfile_intact(&a->lock)         ? &a->lock
+	                              : !lockfile_intact(&a->state_lock) ? &a->state_lock
+	                                                                 : NULL;
+	if (gone != NULL && !a->lock_warned) {
+		struct notify_args args = {.path = gone->path};
 		emit(a, NOTIFY_LOCK_REMOVED, &args);
 	}
-	a->lock_warned = !intact;
+	a->lock_warned = gone != NULL;
 }
 
 /* reload re-reads the configuration; only the log level and the notification settings apply at
@@ -376,24 +379,50 @@ static bool load_config(struct agent *a)
 	return true;
 }
 
-/* take_lock holds RUN_DIR/CLUSTER.lock; false after naming the agent that holds it. */
-static bool take_lock(struct agent *a)
+/* take_lock holds one lock file; 0, or the exit code after saying what is wrong. */
+static int take_lock(struct agent *a, struct lockfile *lf, const char *path, const char *scope)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s.lock", a->paths.run_dir, a->cluster);
 	pid_t holder = 0;
-	int rc = lockfile_acquire(&a->lock, path, &holder);
+	char why[256];
+	int rc = lockfile_acquire(lf, path, &holder, why, sizeof(why));
 	if (rc == 0)
-		return true;
-	if (rc == -EWOULDBLOCK)
-		log_severe(
-		    "cluster %s: another agent (pid %ld) is already running for this cluster "
-		    "on this node (lock %s)",
-		    a->cluster, (long)holder, path);
-	else
-		log_severe("cluster %s: cannot take the lock %s: %s", a->cluster, path,
+		return 0;
+	if (rc == -EWOULDBLOCK) {
+		log_severe("cluster %s: another agent (pid %ld) is already running %s (lock %s)",
+		           a->cluster, (long)holder, scope, path);
+		return AGENT_EXIT_LOCKED;
+	}
+	log_severe("cluster %s: lock file %s: %s", a->cluster, path, why);
+	return rc == -EAGAIN ? AGENT_EXIT_LOCKED : AGENT_EXIT_CANTCREAT;
+}
+
+/*
+ * take_locks holds RUN_DIR/CLUSTER.lock, one agent per cluster on this node,
+ * and STATE_DIR/CLUSTER/efmd.lock, one agent per Raft state: a second agent
+ * with its own run directory and address must not share the first one's
+ * state.  Returns 0, or the exit code after saying why.
+ */
+static int take_locks(struct agent *a)
+{
+	char path[4096], dir[4096], scope[4200];
+	snprintf(path, sizeof(path), "%s/%s.lock", a->paths.run_dir, a->cluster);
+	int code = take_lock(a, &a->lock, path, "for this cluster on this node");
+	if (code != 0)
+		return code;
+	snprintf(dir, sizeof(dir), "%s/%s", a->paths.state_dir, a->cluster);
+	int rc = fsutil_mkdirs(dir, 0755);
+	if (rc < 0) {
+		log_severe("cluster %s: cannot create the state directory %s: %s", a->cluster, dir,
 		           strerror(-rc));
-	return false;
+		lockfile_release(&a->lock);
+		return AGENT_EXIT_CANTCREAT;
+	}
+	snprintf(path, sizeof(path), "%s/efmd.lock", dir);
+	snprintf(scope, sizeof(scope), "on the state directory %s", dir);
+	code = take_lock(a, &a->state_lock, path, scope);
+	if (code != 0)
+		lockfile_release(&a->lock);
+	return code;
 }
 
 static int start_signals(struct agent *a)
@@ -510,7 +539,8 @@ static void free_agent(struct agent *a)
 
 int agent_run(const char *cluster, const struct agent_paths *paths)
 {
-	struct agent a = {.paths = *paths, .type = NODE_IDLE, .lock = {.fd = -1}};
+	struct agent a = {
+	    .paths = *paths, .type = NODE_IDLE, .lock = {.fd = -1}, .state_lock = {.fd = -1}};
 	a.cluster = strdup(cluster);
 	if (a.cluster == NULL)
 		return AGENT_EXIT_FAILURE;
@@ -537,9 +567,10 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 		free_agent(&a);
 		return AGENT_EXIT_FAILURE;
 	}
-	if (!take_lock(&a)) {
+	int code = take_locks(&a);
+	if (code != 0) {
 		free_agent(&a);
-		return AGENT_EXIT_LOCKED;
+		return code;
 	}
 
 	/* A peer closing a socket must be an error return, not a dead agent. */
@@ -560,8 +591,9 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 	if (uv_loop_close(&loop) != 0)
 		log_warning("agent: handles still open at exit");
 
+	lockfile_release(&a.state_lock);
 	lockfile_release(&a.lock);
-	int code = a.exit_code;
+	code = a.exit_code;
 	free_agent(&a);
 	return code;
 }
