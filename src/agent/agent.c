@@ -410,7 +410,8 @@ static int take_locks(struct agent *a)
 	if (code != 0)
 		return code;
 	snprintf(dir, sizeof(dir), "%s/%s", a->paths.state_dir, a->cluster);
-	int rc = fsutil_mkdirs(dir, 0755);
+	/* 0700 as the Raft directory inside it, which used to create it. */
+	int rc = fsutil_mkdirs(dir, 0700);
 	if (rc < 0) {
 		log_severe("cluster %s: cannot create the state directory %s: %s", a->cluster, dir,
 		           strerror(-rc));
