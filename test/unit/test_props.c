@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "elapsed.h"
 #include "props.h"
 #include "yamlconf.h"
 
@@ -50,10 +50,32 @@ static const char *value_of(const struct props *p, const char *key, int *line)
 	return NULL;
 }
 
+/* assert_entry: key is in p with the value want, read from line. */
+static void assert_entry(const struct props *p, const char *key, const char *want, int line)
+{
+	int got_line = 0;
+	const char *got = value_of(p, key, &got_line);
+	if (got == NULL)
+		fail_msg("%s: missing", key);
+	assert_string_equal(got, want);
+	assert_int_equal(got_line, line);
+}
+
 /* parse_text runs the .properties parser over a string. */
 static void parse_text(const char *text, size_t len, struct props *p, struct problems *pr)
 {
 	assert_true(props_parse("t.properties", text, len, p, pr));
+}
+
+/* parse_clean parses text that must give exactly n entries and no problem. */
+static void parse_clean(const char *text, size_t len, struct props *p, size_t n)
+{
+	struct problems pr = {0};
+	parse_text(text, len, p, &pr);
+	dump(&pr);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(p->n, n);
+	problems_free(&pr);
 }
 
 /* Keys, values, comments, blanks and whitespace around '='. */
@@ -69,72 +91,45 @@ static void test_props_basic(void **state)
 	                    "pingServerCommand=/bin/ping -q -c3 -w5\n"
 	                    "url=smtp://x:25/a=b\n";
 	struct props p = {0};
-	struct problems pr = {0};
-	int line;
 
-	parse_text(text, sizeof(text) - 1, &p, &pr);
-	dump(&pr);
-	assert_int_equal(pr.n, 0);
-	assert_int_equal(p.n, 5);
-	assert_string_equal(value_of(&p, "db.user", &line), "efm");
-	assert_int_equal(line, 5);
-	assert_string_equal(value_of(&p, "db.port", &line), "5432");
-	assert_int_equal(line, 6);
+	parse_clean(text, sizeof(text) - 1, &p, 5);
+	assert_entry(&p, "db.user", "efm", 5);
+	assert_entry(&p, "db.port", "5432", 6);
 	assert_string_equal(value_of(&p, "empty", NULL), "");
 	assert_string_equal(value_of(&p, "pingServerCommand", NULL), "/bin/ping -q -c3 -w5");
 	/* Only the first '=' separates. */
 	assert_string_equal(value_of(&p, "url", NULL), "smtp://x:25/a=b");
 	props_free(&p);
-	problems_free(&pr);
 }
 
-/* CRLF line endings and a UTF-8 byte order mark are accepted. */
-static void test_props_crlf_bom(void **state)
+/*
+ * Every line end is one: LF, CRLF and a CR alone (old Mac files), mixed; a
+ * UTF-8 byte order mark is skipped.
+ */
+static void test_props_line_ends(void **state)
 {
-	const char text[] = "\xef\xbb\xbf"
+	const char crlf[] = "\xef\xbb\xbf"
 	                    "db.user=efm\r\n"
 	                    "# c\r\n"
 	                    "db.database = postgres \r\n";
+	const char cr[] = "db.user=efm\r"
+	                  "# c\r"
+	                  "db.database = postgres \r\r"
+	                  "db.port=5432\r\n"
+	                  "local.period=5";
 	struct props p = {0};
-	struct problems pr = {0};
-	int line;
 
-	parse_text(text, sizeof(text) - 1, &p, &pr);
-	assert_int_equal(pr.n, 0);
-	assert_string_equal(value_of(&p, "db.user", &line), "efm");
-	assert_int_equal(line, 1);
-	assert_string_equal(value_of(&p, "db.database", &line), "postgres");
-	assert_int_equal(line, 3);
+	parse_clean(crlf, sizeof(crlf) - 1, &p, 2);
+	assert_entry(&p, "db.user", "efm", 1);
+	assert_entry(&p, "db.database", "postgres", 3);
 	props_free(&p);
-	problems_free(&pr);
-}
 
-/* Old Mac line ends (CR alone) end lines too, and CRLF still counts as one. */
-static void test_props_cr_only(void **state)
-{
-	const char text[] = "db.user=efm\r"
-	                    "# c\r"
-	                    "db.database = postgres \r\r"
-	                    "db.port=5432\r\n"
-	                    "local.period=5";
-	struct props p = {0};
-	struct problems pr = {0};
-	int line;
-
-	parse_text(text, sizeof(text) - 1, &p, &pr);
-	dump(&pr);
-	assert_int_equal(pr.n, 0);
-	assert_int_equal(p.n, 4);
-	assert_string_equal(value_of(&p, "db.user", &line), "efm");
-	assert_int_equal(line, 1);
-	assert_string_equal(value_of(&p, "db.database", &line), "postgres");
-	assert_int_equal(line, 3);
-	assert_string_equal(value_of(&p, "db.port", &line), "5432");
-	assert_int_equal(line, 5);
-	assert_string_equal(value_of(&p, "local.period", &line), "5");
-	assert_int_equal(line, 6);
+	parse_clean(cr, sizeof(cr) - 1, &p, 4);
+	assert_entry(&p, "db.user", "efm", 1);
+	assert_entry(&p, "db.database", "postgres", 3);
+	assert_entry(&p, "db.port", "5432", 5);
+	assert_entry(&p, "local.period", "5", 6);
 	props_free(&p);
-	problems_free(&pr);
 }
 
 /* A line without '=' is reported with file, line and key, and skipped. */
@@ -403,14 +398,6 @@ static void test_yaml_refusals(void **state)
 	}
 }
 
-/* seconds_since: wall time elapsed since *t0, in seconds. */
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /*
  * Deep nesting is refused where it starts, without reading the rest: libyaml
  * spends time proportional to the depth on every token, so 80,000 nested
@@ -429,10 +416,9 @@ static void test_yaml_deep(void **state)
 
 	struct props p = {0};
 	struct problems pr = {0};
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct timespec t0 = elapsed_start();
 	assert_true(yamlconf_parse("t.yaml", text, n, &p, &pr));
-	double took = seconds_since(&t0);
+	double took = elapsed_seconds(t0);
 	dump(&pr);
 	assert_true(has_problem(&pr, "t.yaml:2: x: nested more than 8 levels deep", NULL));
 	/* Reading stopped there. */
@@ -474,14 +460,14 @@ static void test_yaml_binary(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_props_basic),     cmocka_unit_test(test_props_crlf_bom),
-	    cmocka_unit_test(test_props_cr_only),   cmocka_unit_test(test_props_missing_equals),
-	    cmocka_unit_test(test_props_quoted),    cmocka_unit_test(test_props_bad_keys),
-	    cmocka_unit_test(test_props_long_line), cmocka_unit_test(test_props_too_many),
-	    cmocka_unit_test(test_read_binary),     cmocka_unit_test(test_read_not_a_file),
-	    cmocka_unit_test(test_read_too_big),    cmocka_unit_test(test_yaml_flatten),
-	    cmocka_unit_test(test_yaml_empty),      cmocka_unit_test(test_yaml_refusals),
-	    cmocka_unit_test(test_yaml_deep),       cmocka_unit_test(test_yaml_binary),
+	    cmocka_unit_test(test_props_basic),          cmocka_unit_test(test_props_line_ends),
+	    cmocka_unit_test(test_props_missing_equals), cmocka_unit_test(test_props_quoted),
+	    cmocka_unit_test(test_props_bad_keys),       cmocka_unit_test(test_props_long_line),
+	    cmocka_unit_test(test_props_too_many),       cmocka_unit_test(test_read_binary),
+	    cmocka_unit_test(test_read_not_a_file),      cmocka_unit_test(test_read_too_big),
+	    cmocka_unit_test(test_yaml_flatten),         cmocka_unit_test(test_yaml_empty),
+	    cmocka_unit_test(test_yaml_refusals),        cmocka_unit_test(test_yaml_deep),
+	    cmocka_unit_test(test_yaml_binary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
