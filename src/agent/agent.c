@@ -18,10 +18,11 @@
 
 #include "admin.h"
 #include "cluster.h"
-#include "crypt.h"
 #include "dbmon.h"
+#include "fsutil.h"
 #include "log.h"
 #include "notify.h"
+#include "preflight.h"
 #include "script.h"
 #include "version.h"
 
@@ -222,23 +223,14 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 static void on_housekeeping(uv_timer_t *t)
 {
 	struct agent *a = t->data;
-	bool intact = lockfile_intact(&a->lock);
-	if (!intact && !a->lock_warned) {
-		struct notify_args args = {.path = a->lock.path};
+	const struct lockfile *gone = !lockfile_intact(&a->lock)         ? &a->lock
+	                              : !lockfile_intact(&a->state_lock) ? &a->state_lock
+	                                                                 : NULL;
+	if (gone != NULL && !a->lock_warned) {
+		struct notify_args args = {.path = gone->path};
 		emit(a, NOTIFY_LOCK_REMOVED, &args);
 	}
-	a->lock_warned = !intact;
-}
-
-static void retire_config(struct agent *a, struct efm_config *old)
-{
-	struct efm_config **v = realloc(a->retired_cfgs, (a->n_retired + 1) * sizeof(*v));
-	if (v == NULL) {
-		/* Leaking is safer than freeing what the monitor may still read. */
-		return;
-	}
-	v[a->n_retired++] = old;
-	a->retired_cfgs = v;
+	a->lock_warned = gone != NULL;
 }
 
 /* reload re-reads the configuration; only the log level and the notification settings apply at
@@ -246,13 +238,16 @@ static void retire_config(struct agent *a, struct efm_config *old)
 static void reload(struct agent *a)
 {
 	struct problems pr = {0};
-	struct efm_config *cfg = config_load(a->paths.config_dir, a->cluster, &pr);
-	if (cfg == NULL || pr.n > 0) {
+	struct efm_config *cfg = preflight_load(a->paths.config_dir, a->cluster, NULL, 0, &pr);
+	if (cfg == NULL || problems_total(&pr) > 0) {
+		char more[128];
 		log_warning("agent %s: reload refused, the configuration has %zu problem(s); the "
 		            "running configuration stays",
-		            agent_local_address(a), pr.n);
+		            agent_local_address(a), problems_total(&pr));
 		for (size_t i = 0; i < pr.n; i++)
 			log_warning("%s", pr.msgs[i]);
+		if (problems_more(&pr, more, sizeof(more)))
+			log_warning("%s", more);
 		problems_free(&pr);
 		config_free(cfg);
 		return;
@@ -266,10 +261,17 @@ static void reload(struct agent *a)
 	log_info("agent %s: configuration reloaded from %s (database and network settings take "
 	         "effect at the next restart)",
 	         agent_local_address(a), cfg->props_path);
+	/*
+	 * Besides a->cfg only the notifier keeps a pointer to a reloaded
+	 * configuration (what it sends copies what it needs), so once it has the
+	 * new one the old is unreferenced, unless it is the start-up one.
+	 */
 	if (a->notify != NULL)
 		notify_set_config(a->notify, cfg);
-	retire_config(a, a->cfg);
+	struct efm_config *old = a->cfg;
 	a->cfg = cfg;
+	if (old != a->start_cfg)
+		config_free(old);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -350,85 +352,78 @@ static int make_dir(const char *path, mode_t mode)
 	return -errno;
 }
 
-/* load_config reads and validates the configuration; false after logging every problem. */
+/*
+ * load_config reads the configuration and makes every start-up check on it,
+ * the same as prop-check (preflight.h); false after logging every problem.
+ */
 static bool load_config(struct agent *a)
 {
 	struct problems pr = {0};
-	a->cfg = config_load(a->paths.config_dir, a->cluster, &pr);
-	if (a->cfg == NULL || pr.n > 0) {
+	a->cfg =
+	    preflight_load(a->paths.config_dir, a->cluster, a->password, sizeof(a->password), &pr);
+	if (a->cfg == NULL || problems_total(&pr) > 0) {
+		char more[128];
 		for (size_t i = 0; i < pr.n; i++)
 			log_severe("%s", pr.msgs[i]);
+		if (problems_more(&pr, more, sizeof(more)))
+			log_severe("%s", more);
 		log_severe("cluster %s: refusing to start: %zu problem(s) in the configuration in "
 		           "%s ('efm prop-check %s' lists them)",
-		           a->cluster, pr.n, a->paths.config_dir, a->cluster);
+		           a->cluster, problems_total(&pr), a->paths.config_dir, a->cluster);
 		problems_free(&pr);
 		return false;
 	}
 	problems_free(&pr);
+	a->start_cfg = a->cfg;
 	log_set_level(a->cfg->efm_loglevel);
 	return true;
 }
 
-/* decrypt_password fills a->password; false after saying why. */
-static bool decrypt_password(struct agent *a)
+/* take_lock holds one lock file; 0, or the exit code after saying what is wrong. */
+static int take_lock(struct agent *a, struct lockfile *lf, const char *path, const char *scope)
 {
-	a->password[0] = '\0';
-	if (a->cfg->is_witness || a->cfg->db_password_encrypted[0] == '\0')
-		return true;
-	int rc = crypt_decrypt(a->cluster, a->cfg->db_password_encrypted, a->password,
-	                       sizeof(a->password));
-	if (rc == 0)
-		return true;
-	log_severe("%s: db.password.encrypted: cannot decrypt the password: %s", a->cfg->props_path,
-	           rc == -EBADMSG ? "it was not encrypted for this cluster name, or was altered "
-	                            "(run 'efm encrypt' for this cluster again)"
-	                          : "the value is malformed (paste the output of 'efm encrypt')");
-	return false;
-}
-
-/* check_scripts vets every configured user script before anything can run one. */
-static bool check_scripts(struct agent *a)
-{
-	const struct {
-		const char *key;
-		const char *path;
-	} scripts[] = {
-	    {"script.fence", a->cfg->script_fence},
-	    {"script.post.promotion", a->cfg->script_post_promotion},
-	    {"script.db.failure", a->cfg->script_db_failure},
-	    {"script.master.isolated", a->cfg->script_master_isolated},
-	    {"script.notification", a->cfg->script_notification},
-	};
-	bool ok = true;
-	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
-		char why[512];
-		if (scripts[i].path[0] == '\0' || script_check(scripts[i].path, why, sizeof(why)))
-			continue;
-		log_severe("%s: %s: refusing to run %s: %s", a->cfg->props_path, scripts[i].key,
-		           scripts[i].path, why);
-		ok = false;
-	}
-	return ok;
-}
-
-/* take_lock holds RUN_DIR/CLUSTER.lock; false after naming the agent that holds it. */
-static bool take_lock(struct agent *a)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s.lock", a->paths.run_dir, a->cluster);
 	pid_t holder = 0;
-	int rc = lockfile_acquire(&a->lock, path, &holder);
+	char why[256];
+	int rc = lockfile_acquire(lf, path, &holder, why, sizeof(why));
 	if (rc == 0)
-		return true;
-	if (rc == -EWOULDBLOCK)
-		log_severe(
-		    "cluster %s: another agent (pid %ld) is already running for this cluster "
-		    "on this node (lock %s)",
-		    a->cluster, (long)holder, path);
-	else
-		log_severe("cluster %s: cannot take the lock %s: %s", a->cluster, path,
+		return 0;
+	if (rc == -EWOULDBLOCK) {
+		log_severe("cluster %s: another agent (pid %ld) is already running %s (lock %s)",
+		           a->cluster, (long)holder, scope, path);
+		return AGENT_EXIT_LOCKED;
+	}
+	log_severe("cluster %s: lock file %s: %s", a->cluster, path, why);
+	return rc == -EAGAIN ? AGENT_EXIT_LOCKED : AGENT_EXIT_CANTCREAT;
+}
+
+/*
+ * take_locks holds RUN_DIR/CLUSTER.lock, one agent per cluster on this node,
+ * and STATE_DIR/CLUSTER/efmd.lock, one agent per Raft state: a second agent
+ * with its own run directory and address must not share the first one's
+ * state.  Returns 0, or the exit code after saying why.
+ */
+static int take_locks(struct agent *a)
+{
+	char path[4096], dir[4096], scope[4200];
+	snprintf(path, sizeof(path), "%s/%s.lock", a->paths.run_dir, a->cluster);
+	int code = take_lock(a, &a->lock, path, "for this cluster on this node");
+	if (code != 0)
+		return code;
+	snprintf(dir, sizeof(dir), "%s/%s", a->paths.state_dir, a->cluster);
+	/* 0700 as the Raft directory inside it, which used to create it. */
+	int rc = fsutil_mkdirs(dir, 0700);
+	if (rc < 0) {
+		log_severe("cluster %s: cannot create the state directory %s: %s", a->cluster, dir,
 		           strerror(-rc));
-	return false;
+		lockfile_release(&a->lock);
+		return AGENT_EXIT_CANTCREAT;
+	}
+	snprintf(path, sizeof(path), "%s/efmd.lock", dir);
+	snprintf(scope, sizeof(scope), "on the state directory %s", dir);
+	code = take_lock(a, &a->state_lock, path, scope);
+	if (code != 0)
+		lockfile_release(&a->lock);
+	return code;
 }
 
 static int start_signals(struct agent *a)
@@ -540,17 +535,17 @@ static bool start_services(struct agent *a)
 
 static void free_agent(struct agent *a)
 {
-	config_free(a->cfg);
-	for (size_t i = 0; i < a->n_retired; i++)
-		config_free(a->retired_cfgs[i]);
-	free(a->retired_cfgs);
+	if (a->cfg != a->start_cfg)
+		config_free(a->cfg);
+	config_free(a->start_cfg);
 	free(a->cluster);
 	explicit_bzero(a->password, sizeof(a->password));
 }
 
 int agent_run(const char *cluster, const struct agent_paths *paths)
 {
-	struct agent a = {.paths = *paths, .type = NODE_IDLE, .lock = {.fd = -1}};
+	struct agent a = {
+	    .paths = *paths, .type = NODE_IDLE, .lock = {.fd = -1}, .state_lock = {.fd = -1}};
 	a.cluster = strdup(cluster);
 	if (a.cluster == NULL)
 		return AGENT_EXIT_FAILURE;
@@ -577,14 +572,10 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 		free_agent(&a);
 		return AGENT_EXIT_FAILURE;
 	}
-	if (!take_lock(&a)) {
+	int code = take_locks(&a);
+	if (code != 0) {
 		free_agent(&a);
-		return AGENT_EXIT_LOCKED;
-	}
-	if (!decrypt_password(&a) || !check_scripts(&a)) {
-		lockfile_release(&a.lock);
-		free_agent(&a);
-		return AGENT_EXIT_CONFIG;
+		return code;
 	}
 
 	/* A peer closing a socket must be an error return, not a dead agent. */
@@ -605,8 +596,9 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 	if (uv_loop_close(&loop) != 0)
 		log_warning("agent: handles still open at exit");
 
+	lockfile_release(&a.state_lock);
 	lockfile_release(&a.lock);
-	int code = a.exit_code;
+	code = a.exit_code;
 	free_agent(&a);
 	return code;
 }

@@ -26,6 +26,7 @@ enum agent_exit {
 	AGENT_EXIT_FAILURE = 1,   /* runtime failure (database unreachable at start...) */
 	AGENT_EXIT_USAGE = 2,     /* bad command line */
 	AGENT_EXIT_CONFIG = 78,   /* EX_CONFIG: the configuration is invalid */
+	AGENT_EXIT_CANTCREAT = 73, /* EX_CANTCREAT: a lock path is unusable (a directory...) */
 	AGENT_EXIT_LOCKED = 75,   /* EX_TEMPFAIL: another agent runs this cluster here */
 	AGENT_EXIT_REFUSED = 77,  /* EX_NOPERM: the cluster refused to admit this node */
 };
@@ -42,11 +43,17 @@ struct agent {
 	struct agent_paths paths;
 	char *cluster;
 	struct efm_config *cfg;  /* current configuration */
-	struct efm_config **retired_cfgs; /* replaced by reloads, still referenced */
-	size_t n_retired;
+	/*
+	 * The configuration the agent started with.  The cluster layer and the
+	 * database monitor keep pointers into it until they close (their settings
+	 * change only with a restart), so it lives until exit; every later one is
+	 * freed as soon as a reload replaces it.
+	 */
+	struct efm_config *start_cfg;
 	char password[256];      /* decrypted db password, "" for .pgpass */
 
-	struct lockfile lock;
+	struct lockfile lock;       /* RUN_DIR/CLUSTER.lock */
+	struct lockfile state_lock; /* STATE_DIR/CLUSTER/efmd.lock */
 	char socket_path[4096];
 	struct dbmon *mon;
 	struct admin_server *admin;

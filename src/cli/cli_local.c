@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "crypt.h"
+#include "preflight.h"
 
 #define PASSWORD_LINE_MAX 512
 
@@ -25,7 +26,8 @@ int cli_prop_check(const struct cli_ctx *ctx, int argc, char **argv)
 	if (!cli_valid_cluster(cluster))
 		return cli_usage_error(ctx, "invalid cluster name \"%s\"", cluster);
 	struct problems pr = {0};
-	struct efm_config *cfg = config_load(ctx->config_dir, cluster, &pr);
+	/* The very checks the agent makes before it starts. */
+	struct efm_config *cfg = preflight_load(ctx->config_dir, cluster, NULL, 0, &pr);
 	if (cfg == NULL) {
 		problems_free(&pr);
 		cli_error("out of memory loading the configuration of cluster %s", cluster);

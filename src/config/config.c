@@ -72,25 +72,25 @@ static void apply_entries(struct efm_config *cfg, const struct props *pp,
 		const struct props_entry *e = &pp->v[i];
 		const struct config_option *opt = config_option_find(e->key);
 		if (opt == NULL) {
-			const char *s = config_suggest(e->key);
-			problems_add(pr, "%s:%d: %.80s: unknown key%s%s%s", path, e->line,
-			                    e->key, s ? " (did you mean " : "", s ? s : "",
-			                    s ? "?)" : "");
+			/* A suggestion costs an edit distance per row: only for a kept message. */
+			const char *s = problems_full(pr) ? NULL : config_suggest(e->key);
+			problems_add(pr, "%s:%d: %.80s: unknown key%s%s%s", path, e->line, e->key,
+			             s ? " (did you mean " : "", s ? s : "", s ? "?)" : "");
 			continue;
 		}
 		const struct config_option *canon = config_option_canonical(opt);
 		size_t idx = (size_t)(canon - config_table_get(0));
 		if (given[idx] != NULL) {
 			if (strcmp(given[idx]->key, e->key) == 0)
-				problems_add(
-				    pr, "%s:%d: %s: duplicate key (first given on line %d)", path,
-				    e->line, e->key, given[idx]->line);
+				problems_add(pr,
+				             "%s:%d: %s: duplicate key (first given on line %d)",
+				             path, e->line, e->key, given[idx]->line);
 			else
-				problems_add(
-				    pr,
-				    "%s:%d: %s: duplicate key: %s on line %d is the "
-				    "same setting; keep one",
-				    path, e->line, e->key, given[idx]->key, given[idx]->line);
+				problems_add(pr,
+				             "%s:%d: %s: duplicate key: %s on line %d is the "
+				             "same setting; keep one",
+				             path, e->line, e->key, given[idx]->key,
+				             given[idx]->line);
 			continue;
 		}
 		given[idx] = e;
@@ -117,10 +117,10 @@ static void check_required(const struct efm_config *cfg, const struct props_entr
 			    pr, "%s: %s: required%s but not set", cfg->props_path, opt->name,
 			    (opt->flags & CONFIG_F_WITNESS_REQ) ? "" : " on a database node");
 		else if (given[i]->value[0] == '\0' && !(opt->flags & CONFIG_F_EMPTY_OK))
-			problems_add(
-			    pr, "%s:%d: %s: required%s but empty", cfg->props_path, given[i]->line,
-			    given[i]->key,
-			    (opt->flags & CONFIG_F_WITNESS_REQ) ? "" : " on a database node");
+			problems_add(pr, "%s:%d: %s: required%s but empty", cfg->props_path,
+			             given[i]->line, given[i]->key,
+			             (opt->flags & CONFIG_F_WITNESS_REQ) ? ""
+			                                                 : " on a database node");
 	}
 }
 
@@ -188,17 +188,18 @@ static bool read_nodes(struct efm_config *cfg, struct problems *pr)
 	int line = 1;
 	bool ok = true;
 	for (char *p = text; *p != '\0' && ok;) {
-		if (*p == '\n') {
+		size_t eol = props_eol(p, 2);
+		if (eol > 0) {
 			line++;
-			p++;
+			p += eol;
 			continue;
 		}
-		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\f' || *p == ',') {
+		if (*p == ' ' || *p == '\t' || *p == '\f' || *p == ',') {
 			p++;
 			continue;
 		}
 		if (*p == '#') {
-			p += strcspn(p, "\n");
+			p += strcspn(p, "\r\n");
 			continue;
 		}
 		size_t n = strcspn(p, " \t\r\f\n#,");
@@ -209,17 +210,20 @@ static bool read_nodes(struct efm_config *cfg, struct problems *pr)
 		if (good) {
 			memcpy(tok, p, n);
 			tok[n] = '\0';
-			good =
-			    address_parse(tok, &a) && (inet_pton(AF_INET, a.host, ipbuf) == 1 ||
-			                                   inet_pton(AF_INET6, a.host, ipbuf) == 1);
+			good = address_parse(tok, &a) && (inet_pton(AF_INET, a.host, ipbuf) == 1 ||
+			                                  inet_pton(AF_INET6, a.host, ipbuf) == 1);
 		}
 		if (!good) {
+			problems_add(pr, "%s:%d: \"%.*s\": not a node address (write IP:PORT)",
+			             cfg->nodes_path, line, (int)(n > 80 ? 80 : n), p);
+		} else if (config_addr_unspecified(a.host)) {
 			problems_add(pr,
-			                    "%s:%d: \"%.*s\": not a node address (write IP:PORT)",
-			                    cfg->nodes_path, line, (int)(n > 80 ? 80 : n), p);
+			             "%s:%d: \"%s\": the unspecified address names no node; list "
+			             "each node's bind.address",
+			             cfg->nodes_path, line, tok);
 		} else if (cfg->n_nodes >= NODES_MAX) {
-			problems_add(pr, "%s:%d: more than %d nodes listed", cfg->nodes_path,
-			                    line, NODES_MAX);
+			problems_add(pr, "%s:%d: more than %d nodes listed", cfg->nodes_path, line,
+			             NODES_MAX);
 			break;
 		} else {
 			bool dup = false;
@@ -254,7 +258,7 @@ static int read_props(struct efm_config *cfg, struct props *pp, struct problems 
 
 	if (have_props && have_yaml)
 		problems_add(pr, "%s: %s exists too; keep only one of the two files",
-		                    cfg->props_path, yaml);
+		             cfg->props_path, yaml);
 	if (!have_props && have_yaml) {
 		free(cfg->props_path);
 		cfg->props_path = yaml;
@@ -265,7 +269,7 @@ static int read_props(struct efm_config *cfg, struct props *pp, struct problems 
 	}
 	if (rc == -ENOENT)
 		problems_add(pr, "%s: no such file (nor %s)", cfg->props_path,
-		                    yaml ? yaml : "a .yaml file");
+		             yaml ? yaml : "a .yaml file");
 	free(yaml);
 	return rc;
 }
@@ -289,9 +293,9 @@ struct efm_config *config_load(const char *dir, const char *cluster, struct prob
 		goto nomem;
 	if (!cluster_name_ok(cfg->cluster)) {
 		problems_add(pr,
-		                    "%s: \"%.80s\" is not a usable cluster name (letters, digits, "
-		                    "'.', '_' and '-', not starting with '.' or '-')",
-		                    cfg->config_dir, cfg->cluster);
+		             "%s: \"%.80s\" is not a usable cluster name (letters, digits, "
+		             "'.', '_' and '-', not starting with '.' or '-')",
+		             cfg->config_dir, cfg->cluster);
 		if (!set_derived(cfg, given))
 			goto nomem;
 		goto out;
@@ -299,7 +303,7 @@ struct efm_config *config_load(const char *dir, const char *cluster, struct prob
 	int rc = read_props(cfg, &pp, pr);
 	if (rc == -ENOMEM)
 		goto nomem;
-	size_t before = pr->n;
+	size_t before = problems_total(pr);
 	/* Without a readable file, "required key missing" would only be noise. */
 	if (rc == 0) {
 		apply_entries(cfg, &pp, given, pr);
@@ -311,7 +315,7 @@ struct efm_config *config_load(const char *dir, const char *cluster, struct prob
 	 * Rules between keys are judged only once every key is valid: a bad
 	 * value leaves its default, which would be reported a second time.
 	 */
-	if (rc == 0 && pr->n == before)
+	if (rc == 0 && problems_total(pr) == before)
 		config_check_rules(cfg, pr);
 	if (!read_nodes(cfg, pr))
 		goto nomem;

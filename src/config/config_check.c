@@ -18,10 +18,25 @@ static void check_timing(const struct efm_config *cfg, struct problems *pr)
 		return;
 	if (cfg->local_timeout_s < cfg->local_period_s)
 		problems_add(pr,
-		                    "%s: local.timeout: %d s is shorter than local.period (%d s); "
-		                    "local.timeout must be at least local.period, or the final "
-		                    "check starts before a regular check could succeed",
-		                    cfg->props_path, cfg->local_timeout_s, cfg->local_period_s);
+		             "%s: local.timeout: %d s is shorter than local.period (%d s); "
+		             "local.timeout must be at least local.period, or the final "
+		             "check starts before a regular check could succeed",
+		             cfg->props_path, cfg->local_timeout_s, cfg->local_period_s);
+}
+
+/*
+ * check_node_timeout: the floor again, for a node timeout derived from the
+ * jgroups pair (node.timeout itself is bounded by the option table).
+ */
+static void check_node_timeout(const struct efm_config *cfg, struct problems *pr)
+{
+	if (cfg->node_timeout_s >= CONFIG_NODE_TIMEOUT_MIN_S)
+		return;
+	problems_add(pr,
+	             "%s: jgroups.timeout x jgroups.max.tries: %d ms x %d gives a node timeout of "
+	             "%d s; it must be at least %d s: %s",
+	             cfg->props_path, cfg->jgroups_timeout_ms, cfg->jgroups_max_tries,
+	             cfg->node_timeout_s, CONFIG_NODE_TIMEOUT_MIN_S, CONFIG_NODE_TIMEOUT_WHY);
 }
 
 /* check_vip: the virtual IP is all or nothing, and must fit its address family. */
@@ -33,26 +48,25 @@ static void check_vip(const struct efm_config *cfg, struct problems *pr)
 
 	if ((ip || ifc || mask) && !(ip && ifc && mask)) {
 		problems_add(pr,
-		                    "%s: virtualIp: a virtual IP needs virtualIp, "
-		                    "virtualIp.interface and virtualIp.netmask (or "
-		                    "virtual.ip.prefix) together; missing:%s%s%s",
-		                    cfg->props_path, ip ? "" : " virtualIp",
-		                    ifc ? "" : " virtualIp.interface",
-		                    mask ? "" : " virtualIp.netmask");
+		             "%s: virtualIp: a virtual IP needs virtualIp, "
+		             "virtualIp.interface and virtualIp.netmask (or "
+		             "virtual.ip.prefix) together; missing:%s%s%s",
+		             cfg->props_path, ip ? "" : " virtualIp",
+		             ifc ? "" : " virtualIp.interface", mask ? "" : " virtualIp.netmask");
 		return;
 	}
 	if (!ip)
 		return;
 	if (inet_pton(AF_INET, cfg->virtual_ip, buf) == 1 && cfg->virtual_ip_prefix > 32)
 		problems_add(pr,
-		                    "%s: virtual.ip.prefix: %d is too long for the IPv4 address %s "
-		                    "(0..32)",
-		                    cfg->props_path, cfg->virtual_ip_prefix, cfg->virtual_ip);
+		             "%s: virtual.ip.prefix: %d is too long for the IPv4 address %s "
+		             "(0..32)",
+		             cfg->props_path, cfg->virtual_ip_prefix, cfg->virtual_ip);
 	if (strcmp(cfg->virtual_ip, cfg->bind.host) == 0)
 		problems_add(pr,
-		                    "%s: virtualIp: %s is this node's bind.address; the virtual IP "
-		                    "must be an address of its own",
-		                    cfg->props_path, cfg->virtual_ip);
+		             "%s: virtualIp: %s is this node's bind.address; the virtual IP "
+		             "must be an address of its own",
+		             cfg->props_path, cfg->virtual_ip);
 }
 
 /* check_ping_server: the ping server must be outside the cluster. */
@@ -63,9 +77,9 @@ static void check_ping_server(const struct efm_config *cfg, struct problems *pr)
 	if (strcmp(cfg->ping_server_ip, cfg->bind.host) == 0 ||
 	    strcmp(cfg->ping_server_ip, cfg->virtual_ip) == 0)
 		problems_add(pr,
-		                    "%s: pingServerIp: %s belongs to the cluster; use a server "
-		                    "outside it",
-		                    cfg->props_path, cfg->ping_server_ip);
+		             "%s: pingServerIp: %s belongs to the cluster; use a server "
+		             "outside it",
+		             cfg->props_path, cfg->ping_server_ip);
 }
 
 /* check_notify: SMTP settings that contradict each other. */
@@ -74,19 +88,20 @@ static void check_notify(const struct efm_config *cfg, struct problems *pr)
 	if (cfg->notification_smtp_starttls &&
 	    strncmp(cfg->notification_smtp_url, "smtps://", 8) == 0)
 		problems_add(pr,
-		                    "%s: notification.smtp.starttls: true, but %s already uses TLS "
-		                    "from the start; use smtp:// with STARTTLS or smtps:// without",
-		                    cfg->props_path, cfg->notification_smtp_url);
+		             "%s: notification.smtp.starttls: true, but %s already uses TLS "
+		             "from the start; use smtp:// with STARTTLS or smtps:// without",
+		             cfg->props_path, cfg->notification_smtp_url);
 	if (cfg->notification_smtp_password[0] != '\0' && cfg->notification_smtp_user[0] == '\0')
 		problems_add(pr,
-		                    "%s: notification.smtp.password: given without "
-		                    "notification.smtp.user",
-		                    cfg->props_path);
+		             "%s: notification.smtp.password: given without "
+		             "notification.smtp.user",
+		             cfg->props_path);
 }
 
 void config_check_rules(const struct efm_config *cfg, struct problems *pr)
 {
 	check_timing(cfg, pr);
+	check_node_timeout(cfg, pr);
 	check_vip(cfg, pr);
 	check_ping_server(cfg, pr);
 	check_notify(cfg, pr);
@@ -149,14 +164,17 @@ size_t config_prop_check(FILE *out, const struct efm_config *cfg, const struct p
 		fprintf(out, "VIP: %s\n", cfg->virtual_ip[0] ? cfg->virtual_ip : "(none)");
 	fprintf(out, "Automatic failover set to: %s\n", cfg->auto_failover ? "true" : "false");
 	print_adapters(out);
-	if (pr == NULL || pr->n == 0) {
+	if (pr == NULL || problems_total(pr) == 0) {
 		fprintf(out, "No problems found.\n");
 		return 0;
 	}
-	fprintf(out, "Problems found: %zu\n", pr->n);
+	char more[128];
+	fprintf(out, "Problems found: %zu\n", problems_total(pr));
 	for (size_t i = 0; i < pr->n; i++)
 		fprintf(out, "  %s\n", pr->msgs[i]);
-	return pr->n;
+	if (problems_more(pr, more, sizeof(more)))
+		fprintf(out, "  %s\n", more);
+	return problems_total(pr);
 }
 
 /* printable: whether a key's value may appear in messages and shared text. */
@@ -182,15 +200,13 @@ size_t config_restart_changes(const struct efm_config *old, const struct efm_con
 			continue;
 		n++;
 		if (printable(opt))
-			problems_add(
-			    pr,
-			    "%s: %s: changed from \"%.80s\" to \"%.80s\"; takes effect "
-			    "only after a restart",
-			    new_cfg->props_path, opt->name, a, b);
-		else
 			problems_add(pr,
-			                    "%s: %s: changed; takes effect only after a restart",
-			                    new_cfg->props_path, opt->name);
+			             "%s: %s: changed from \"%.80s\" to \"%.80s\"; takes effect "
+			             "only after a restart",
+			             new_cfg->props_path, opt->name, a, b);
+		else
+			problems_add(pr, "%s: %s: changed; takes effect only after a restart",
+			             new_cfg->props_path, opt->name);
 	}
 	return n;
 }

@@ -197,7 +197,8 @@ static const struct config_option table[] = {
                 "before promoting, so the two can never both be master.  From it: the Raft "
                 "election timeout is a quarter of it (0.5 to 5 s), agents send heartbeats every "
                 "sixth of it (0.1 to 1 s), a silent member is shown DOWN after it and removed "
-                "from the voting set after twice it."},
+                "from the voting set after twice it.  It must be at least " CONFIG_STR(
+                    CONFIG_NODE_TIMEOUT_MIN_S) " s: " CONFIG_NODE_TIMEOUT_WHY "."},
     {.name = "jgroups.timeout",
      .type = CONFIG_T_INT,
      .offset = F(jgroups_timeout_ms),
@@ -212,13 +213,15 @@ static const struct config_option table[] = {
      .type = CONFIG_T_INT,
      .offset = F(node_timeout_s),
      .def_note = "jgroups.timeout x jgroups.max.tries",
-     .min = 1,
+     .min = CONFIG_NODE_TIMEOUT_MIN_S,
      .max = 86400,
+     .min_why = CONFIG_NODE_TIMEOUT_WHY,
      .unit = "s",
      .flags = CONFIG_F_SAME_ALL,
      .example = "30",
      .comment = "The node timeout in seconds, given directly (the later-version name); when "
-                "set it wins over the jgroups pair above."},
+                "set it wins over the jgroups pair above.  At least " CONFIG_STR(
+                    CONFIG_NODE_TIMEOUT_MIN_S) " s, for the reason given above."},
     {.name = "bind.address",
      .type = CONFIG_T_ADDR,
      .offset = F(bind),

@@ -53,6 +53,7 @@ struct config_option {
 	const char *def;      /* default as text, parsed like a value; NULL: none */
 	const char *def_note; /* a default computed at load time, in words */
 	long min, max;        /* bounds of an INT */
+	const char *min_why;  /* of an INT: why smaller values are refused; NULL: obvious */
 	const char *unit;     /* of an INT: "s", "ms", ... ; NULL: none */
 	unsigned flags;       /* enum config_flag */
 	const char *alias_of; /* the 2.0 name this later-version name stands for */
@@ -90,6 +91,21 @@ void config_option_bounds(const struct config_option *opt, char *buf, size_t len
  * differences count little), or NULL when nothing is close.
  */
 const char *config_suggest(const char *name);
+
+/*
+ * config_addr_unspecified: host is the unspecified address (0.0.0.0, ::,
+ * ::ffff:0.0.0.0), which means "any interface" and names no node.
+ */
+bool config_addr_unspecified(const char *host);
+
+/* Why the node timeout has a floor, for messages and the sample file. */
+#define CONFIG_STR_(x) #x
+#define CONFIG_STR(x)  CONFIG_STR_(x)
+#define CONFIG_NODE_TIMEOUT_WHY                                                                    \
+	"an isolated master must notice that it is isolated before the majority may act, and "     \
+	"noticing takes up to twice the Raft election timeout (a quarter of the node timeout, "    \
+	"but at least " CONFIG_STR(CONFIG_ELECTION_MIN_MS) " ms), which must fit in half the "     \
+	                                                   "node timeout"
 
 /* config_init_strings sets every string field of a fresh cfg to "" (false: no memory). */
 bool config_init_strings(struct efm_config *cfg) __attribute__((warn_unused_result));

@@ -43,6 +43,20 @@ static bool is_ip(const char *s)
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+bool config_addr_unspecified(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return a4.s_addr == htonl(INADDR_ANY);
+	if (inet_pton(AF_INET6, host, &a6) != 1)
+		return false;
+	if (IN6_IS_ADDR_UNSPECIFIED(&a6))
+		return true;
+	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 0 && a6.s6_addr[13] == 0 &&
+	       a6.s6_addr[14] == 0 && a6.s6_addr[15] == 0;
+}
+
 /* is_hostname: letters, digits, '-' and '.', as DNS allows. */
 static bool is_hostname(const char *s)
 {
@@ -250,9 +264,11 @@ bool config_option_set(struct efm_config *cfg, const struct config_option *opt, 
 			return false;
 		}
 		if (v < opt->min || v > opt->max) {
-			snprintf(why, wl, "%ld is out of range: it must be %ld..%ld%s%s", v,
+			bool low = v < opt->min && opt->min_why != NULL;
+			snprintf(why, wl, "%ld is out of range: it must be %ld..%ld%s%s%s%s", v,
 			         opt->min, opt->max, opt->unit ? " " : "",
-			         opt->unit ? opt->unit : "");
+			         opt->unit ? opt->unit : "", low ? "; " : "",
+			         low ? opt->min_why : "");
 			return false;
 		}
 		*FIELD(cfg, opt, int) = (int)v;
@@ -272,6 +288,14 @@ bool config_option_set(struct efm_config *cfg, const struct config_option *opt, 
 		}
 		if (!is_ip(a.host)) {
 			snprintf(why, wl, "\"%.80s\" is not an IP address; a host name will not do",
+			         a.host);
+			return false;
+		}
+		if (config_addr_unspecified(a.host)) {
+			snprintf(why, wl,
+			         "\"%.80s\" is the unspecified address (any interface); write this "
+			         "node's own IP address: an agent's address is its identity in the "
+			         "cluster",
 			         a.host);
 			return false;
 		}

@@ -55,20 +55,21 @@ static bool check_text(const char *path, const char *text, size_t len, struct pr
 	for (size_t i = 0; i < len;) {
 		unsigned char c = s[i];
 		if (c == '\0') {
-			problems_add(pr, "%s:%d: contains a NUL byte; is this a text file?",
-			                    path, line);
+			problems_add(pr, "%s:%d: contains a NUL byte; is this a text file?", path,
+			             line);
 			return false;
 		}
-		if (c == '\n') {
+		size_t eol = props_eol(text + i, len - i);
+		if (eol > 0) {
 			line++;
-			i++;
+			i += eol;
 			continue;
 		}
-		if (c < 0x20 && c != '\t' && c != '\r' && c != '\f') {
+		if (c < 0x20 && c != '\t' && c != '\f') {
 			problems_add(pr,
-			                    "%s:%d: contains control character 0x%02x; is this a "
-			                    "text file?",
-			                    path, line, c);
+			             "%s:%d: contains control character 0x%02x; is this a "
+			             "text file?",
+			             path, line, c);
 			return false;
 		}
 		size_t n = utf8_seq_len(s + i, len - i);
@@ -116,8 +117,8 @@ int props_read_text(const char *path, char **out, size_t *len, struct problems *
 		return -EINVAL;
 	}
 	if (st.st_size > PROPS_MAX_FILE) {
-		problems_add(pr, "%s: is %lld bytes; a configuration file is at most %d",
-		                    path, (long long)st.st_size, PROPS_MAX_FILE);
+		problems_add(pr, "%s: is %lld bytes; a configuration file is at most %d", path,
+		             (long long)st.st_size, PROPS_MAX_FILE);
 		close(fd);
 		return -EFBIG;
 	}
@@ -206,7 +207,7 @@ static bool key_ok(const char *k, size_t n)
 	return n > 0;
 }
 
-/* parse_line handles one line (without its '\n'); false only when memory runs out. */
+/* parse_line handles one line (without its line end); false only when memory runs out. */
 static bool parse_line(const char *path, int lineno, char *s, size_t n, struct props *out,
                        struct problems *pr)
 {
@@ -224,7 +225,7 @@ static bool parse_line(const char *path, int lineno, char *s, size_t n, struct p
 	if (eq == NULL) {
 		size_t w = strcspn(s, " \t\f:");
 		problems_add(pr, "%s:%d: %.*s: missing '=' (write KEY=VALUE)", path, lineno,
-		                    (int)(w > 60 ? 60 : w), s);
+		             (int)(w > 60 ? 60 : w), s);
 		return true;
 	}
 	char *key = s, *kend = eq, *val = eq + 1;
@@ -239,26 +240,25 @@ static bool parse_line(const char *path, int lineno, char *s, size_t n, struct p
 	}
 	if (!key_ok(key, klen)) {
 		problems_add(pr,
-		                    "%s:%d: %.*s: not a valid key (keys are letters, digits, '.', "
-		                    "'_' and '-')",
-		                    path, lineno, (int)(klen > 60 ? 60 : klen), key);
+		             "%s:%d: %.*s: not a valid key (keys are letters, digits, '.', "
+		             "'_' and '-')",
+		             path, lineno, (int)(klen > 60 ? 60 : klen), key);
 		return true;
 	}
 	*kend = '\0';
 	if (vlen > 0 && val[vlen - 1] == '\\') {
 		problems_add(pr,
-		                    "%s:%d: %s: ends in '\\'; continuation lines are not "
-		                    "supported, put the value on one line",
-		                    path, lineno, key);
+		             "%s:%d: %s: ends in '\\'; continuation lines are not "
+		             "supported, put the value on one line",
+		             path, lineno, key);
 		return true;
 	}
 	if (vlen >= 2 && (val[0] == '"' || val[0] == '\'') && val[vlen - 1] == val[0]) {
 		/* Keep the unquoted value so that one mistake is reported once. */
 		problems_add(pr,
-		                    "%s:%d: %s: values must not be quoted; write %s=%.*s without "
-		                    "the quotes",
-		                    path, lineno, key, key, (int)(vlen - 2 > 80 ? 80 : vlen - 2),
-		                    val + 1);
+		             "%s:%d: %s: values must not be quoted; write %s=%.*s without "
+		             "the quotes",
+		             path, lineno, key, key, (int)(vlen - 2 > 80 ? 80 : vlen - 2), val + 1);
 		val[vlen - 1] = '\0';
 		val++;
 	}
@@ -269,24 +269,19 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
                  struct problems *pr)
 {
 	char line[PROPS_MAX_LINE + 1];
-	size_t start_problems = pr->n;
 	int lineno = 0;
 	size_t i = 0;
 
 	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
 		i = 3;
 	while (i < len) {
-		const char *nl = memchr(text + i, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
+		size_t n = 0;
+		while (i + n < len && props_eol(text + i + n, len - i - n) == 0)
+			n++;
 		lineno++;
-		if (pr->n - start_problems >= PROPS_MAX_PROBLEMS) {
-			problems_add(pr, "%s:%d: too many problems; giving up on this file",
-			                    path, lineno);
-			break;
-		}
 		if (n > PROPS_MAX_LINE) {
-			problems_add(pr, "%s:%d: line is %zu bytes long; the limit is %d",
-			                    path, lineno, n, PROPS_MAX_LINE);
+			problems_add(pr, "%s:%d: line is %zu bytes long; the limit is %d", path,
+			             lineno, n, PROPS_MAX_LINE);
 		} else {
 			memcpy(line, text + i, n);
 			line[n] = '\0';
@@ -296,7 +291,7 @@ bool props_parse(const char *path, const char *text, size_t len, struct props *o
 				return false;
 			}
 		}
-		i += n + 1;
+		i += n + props_eol(text + i + n, len - i - n);
 	}
 	return true;
 }

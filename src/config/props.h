@@ -19,8 +19,6 @@
 #define PROPS_MAX_FILE (1024 * 1024)
 /* A line longer than this is reported and skipped. */
 #define PROPS_MAX_LINE 4096
-/* After this many problems in one file the reader gives up on it. */
-#define PROPS_MAX_PROBLEMS 50
 
 struct props_entry {
 	char *key;
@@ -35,6 +33,17 @@ struct props {
 };
 
 /*
+ * props_eol: the length of the line end at s, 0 when there is none.  LF,
+ * CRLF and a CR alone (old Mac files) each end a line, in every reader.
+ */
+static inline size_t props_eol(const char *s, size_t left)
+{
+	if (left == 0 || (s[0] != '\n' && s[0] != '\r'))
+		return 0;
+	return s[0] == '\r' && left > 1 && s[1] == '\n' ? 2 : 1;
+}
+
+/*
  * props_read_text reads the whole of path into a NUL-terminated buffer
  * (*out, free() it), after making sure it is a regular, bounded, valid UTF-8
  * text file without NUL bytes or control characters; a UTF-8 BOM is removed.
@@ -47,7 +56,7 @@ int props_read_text(const char *path, char **out, size_t *len, struct problems *
 
 /*
  * props_parse reads .properties text: KEY=VALUE lines, '#' and '!' comments,
- * blank lines, CRLF endings, whitespace around '='.  Values are taken
+ * blank lines, LF, CRLF or CR endings, whitespace around '='.  Values are taken
  * literally (no escapes, no quotes).  Every bad line is recorded in pr and
  * skipped.  Returns false only when memory runs out.
  */

@@ -12,7 +12,11 @@
 
 #include "props.h"
 
-/* Nesting deeper than this is not a configuration file. */
+/*
+ * Lists and mappings nested deeper than this (the root mapping counts) are
+ * not a configuration file: the longest key, db.reuse.connection.count,
+ * written fully nested needs 4.
+ */
 #define YAMLCONF_MAX_DEPTH 8
 /* Room for a flattened key. */
 #define YAMLCONF_KEY_MAX 256

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "elapsed.h"
 #include "config.h"
 #include "config_table.h"
 
@@ -274,6 +275,48 @@ static void test_unknown_key(void **state)
 	problems_free(&pr);
 }
 
+/*
+ * A file of 60,000 unknown keys: every problem is counted, only the first
+ * are kept and printed, and the whole check stays quick (it took 23 s when
+ * each key was kept and given a spelling suggestion).
+ */
+static void test_many_problems(void **state)
+{
+	enum { LINES = 60000 };
+	size_t cap = LINES * 12 + sizeof(BASE);
+	char *text = malloc(cap);
+	assert_non_null(text);
+	size_t used = (size_t)snprintf(text, cap, "%s", BASE);
+	for (int i = 0; i < LINES; i++)
+		used += (size_t)snprintf(text + used, cap - used, "u%05d=1\n", i);
+	put("c.properties", text, used);
+	free(text);
+
+	struct timespec t0 = elapsed_start();
+	struct problems pr = {0};
+	struct efm_config *cfg = config_load(tmpdir, "c", &pr);
+	assert_non_null(cfg);
+	char *out = malloc(1 << 20);
+	assert_non_null(out);
+	FILE *f = fmemopen(out, 1 << 20, "w");
+	assert_non_null(f);
+	size_t n = config_prop_check(f, cfg, &pr);
+	fclose(f);
+	double took = elapsed_seconds(t0);
+
+	assert_int_equal(n, LINES);
+	assert_true(pr.n <= 50);
+	assert_non_null(strstr(out, "Problems found: 60000\n"));
+	assert_non_null(strstr(out, "c.properties:6: u00000: unknown key"));
+	assert_null(strstr(out, "u00050: unknown key"));
+	assert_non_null(strstr(out, "... and 59950 more problems\n"));
+	if (took > 3.0)
+		fail_msg("60000 unknown keys took %.1f s", took);
+	free(out);
+	config_free(cfg);
+	problems_free(&pr);
+}
+
 /* Syntax problems of the .properties file reach config_load's list. */
 static void test_syntax(void **state)
 {
@@ -376,6 +419,41 @@ static void test_bind_address(void **state)
 	}
 }
 
+/*
+ * An agent's address is its identity: the unspecified address (any
+ * interface) is not one, in bind.address nor in the .nodes file.
+ */
+static void test_unspecified_address(void **state)
+{
+	const char *bad[] = {"0.0.0.0:7800", "[::]:7800", "[0:0::0]:7800", "[::ffff:0.0.0.0]:7800"};
+	struct problems pr = {0};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[128];
+		snprintf(text, sizeof(text), "is.witness=true\nbind.address=%s\n", bad[i]);
+		put_str("c.properties", text);
+		struct efm_config *cfg = config_load(tmpdir, "c", &pr);
+		if (pr.n != 1)
+			print_message("bind.address=%s\n", bad[i]);
+		assert_int_equal(pr.n, 1);
+		assert_true(
+		    has_problem(&pr, "c.properties:2: bind.address:", "unspecified address"));
+		assert_true(has_problem(&pr, "identity", NULL));
+		config_free(cfg);
+		problems_free(&pr);
+	}
+	put_str("c.nodes", "10.0.0.1:7800 0.0.0.0:7800\n[::]:7800\n");
+	struct efm_config *cfg = load_props("", &pr);
+	assert_int_equal(pr.n, 2);
+	assert_true(has_problem(&pr, "c.nodes:1: \"0.0.0.0:7800\"", "unspecified address"));
+	assert_true(has_problem(&pr, "c.nodes:2: \"[::]:7800\"", "unspecified address"));
+	assert_int_equal(cfg->n_nodes, 1);
+	config_free(cfg);
+	problems_free(&pr);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/c.nodes", tmpdir);
+	unlink(path);
+}
+
 /* address_parse: host:port and [v6]:port, port 1..65535. */
 static void test_parse_addr(void **state)
 {
@@ -413,6 +491,15 @@ static void test_nodes(void **state)
 	assert_true(has_problem(&pr, "c.nodes:5: \"10.0.0.3\": not a node address", NULL));
 	assert_true(has_problem(&pr, "c.nodes:6: \"host.example.com:7800\"", NULL));
 	assert_true(has_problem(&pr, "c.nodes:6: \"10.0.0.4:99999\"", NULL));
+	assert_int_equal(cfg->n_nodes, 2);
+	config_free(cfg);
+	problems_free(&pr);
+
+	/* CR alone ends lines too; a comment ends at one. */
+	put_str("c.nodes", "# list\r10.0.0.1:7800 # one\r\r10.0.0.9\r\n10.0.0.2:7800\r");
+	cfg = load_props("", &pr);
+	assert_int_equal(pr.n, 1);
+	assert_true(has_problem(&pr, "c.nodes:4: \"10.0.0.9\": not a node address", NULL));
 	assert_int_equal(cfg->n_nodes, 2);
 	config_free(cfg);
 	problems_free(&pr);
@@ -511,6 +598,49 @@ static void test_node_timeout(void **state)
 	assert_int_equal(pr.n, 0);
 	assert_int_equal(cfg->node_timeout_s, 25);
 	config_free(cfg);
+}
+
+/*
+ * The node timeout has a floor: an isolated master must be able to notice
+ * that it lost the leader (up to twice the Raft election timeout, which is
+ * at least 0.5 s) within half the node timeout.  So at least 2 s, given
+ * directly or derived from the jgroups pair, and the refusal says why.
+ */
+static void test_node_timeout_floor(void **state)
+{
+	struct problems pr = {0};
+	expect_one("node.timeout=1\n", "c.properties:6: node.timeout: 1 is out of range",
+	           "isolated master");
+	struct efm_config *cfg = load_props("node.timeout=2\n", &pr);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(cfg->node_timeout_s, 2);
+	config_free(cfg);
+
+	cfg = load_props("jgroups.timeout=100\njgroups.max.tries=10\n", &pr);
+	dump(&pr);
+	assert_int_equal(pr.n, 1);
+	assert_true(has_problem(&pr, "jgroups.timeout x jgroups.max.tries", "1 s"));
+	assert_true(has_problem(&pr, "at least 2 s", "isolated master"));
+	config_free(cfg);
+	problems_free(&pr);
+	/* node.timeout wins over a pair that would be too short. */
+	cfg = load_props("jgroups.timeout=100\njgroups.max.tries=10\nnode.timeout=3\n", &pr);
+	assert_int_equal(pr.n, 0);
+	config_free(cfg);
+
+	/* The sample file explains the floor where node.timeout is described. */
+	char *sample = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&sample, &len);
+	assert_non_null(f);
+	assert_int_equal(config_sample_properties(f), 0);
+	fclose(f);
+	const char *row = strstr(sample, "\nnode.timeout=");
+	const char *doc = strstr(sample, "whole number, 2..86400 s");
+	assert_non_null(row);
+	assert_non_null(doc);
+	assert_true(doc < row);
+	free(sample);
 }
 
 /* Derived defaults: db.host from bind.address, from.email from the host name. */
@@ -841,16 +971,19 @@ int main(void)
 	    cmocka_unit_test(test_required),
 	    cmocka_unit_test(test_empty_password),
 	    cmocka_unit_test(test_unknown_key),
+	    cmocka_unit_test(test_many_problems),
 	    cmocka_unit_test(test_syntax),
 	    cmocka_unit_test(test_types),
 	    cmocka_unit_test(test_range),
 	    cmocka_unit_test(test_duplicates),
 	    cmocka_unit_test(test_bind_address),
+	    cmocka_unit_test(test_unspecified_address),
 	    cmocka_unit_test(test_parse_addr),
 	    cmocka_unit_test(test_nodes),
 	    cmocka_unit_test(test_vip),
 	    cmocka_unit_test(test_cross_rules),
 	    cmocka_unit_test(test_node_timeout),
+	    cmocka_unit_test(test_node_timeout_floor),
 	    cmocka_unit_test(test_derived),
 	    cmocka_unit_test(test_every_key),
 	    cmocka_unit_test(test_which_file),

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "elapsed.h"
 #include "props.h"
 #include "yamlconf.h"
 
@@ -49,10 +50,32 @@ static const char *value_of(const struct props *p, const char *key, int *line)
 	return NULL;
 }
 
+/* assert_entry: key is in p with the value want, read from line. */
+static void assert_entry(const struct props *p, const char *key, const char *want, int line)
+{
+	int got_line = 0;
+	const char *got = value_of(p, key, &got_line);
+	if (got == NULL)
+		fail_msg("%s: missing", key);
+	assert_string_equal(got, want);
+	assert_int_equal(got_line, line);
+}
+
 /* parse_text runs the .properties parser over a string. */
 static void parse_text(const char *text, size_t len, struct props *p, struct problems *pr)
 {
 	assert_true(props_parse("t.properties", text, len, p, pr));
+}
+
+/* parse_clean parses text that must give exactly n entries and no problem. */
+static void parse_clean(const char *text, size_t len, struct props *p, size_t n)
+{
+	struct problems pr = {0};
+	parse_text(text, len, p, &pr);
+	dump(&pr);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(p->n, n);
+	problems_free(&pr);
 }
 
 /* Keys, values, comments, blanks and whitespace around '='. */
@@ -68,44 +91,45 @@ static void test_props_basic(void **state)
 	                    "pingServerCommand=/bin/ping -q -c3 -w5\n"
 	                    "url=smtp://x:25/a=b\n";
 	struct props p = {0};
-	struct problems pr = {0};
-	int line;
 
-	parse_text(text, sizeof(text) - 1, &p, &pr);
-	dump(&pr);
-	assert_int_equal(pr.n, 0);
-	assert_int_equal(p.n, 5);
-	assert_string_equal(value_of(&p, "db.user", &line), "efm");
-	assert_int_equal(line, 5);
-	assert_string_equal(value_of(&p, "db.port", &line), "5432");
-	assert_int_equal(line, 6);
+	parse_clean(text, sizeof(text) - 1, &p, 5);
+	assert_entry(&p, "db.user", "efm", 5);
+	assert_entry(&p, "db.port", "5432", 6);
 	assert_string_equal(value_of(&p, "empty", NULL), "");
 	assert_string_equal(value_of(&p, "pingServerCommand", NULL), "/bin/ping -q -c3 -w5");
 	/* Only the first '=' separates. */
 	assert_string_equal(value_of(&p, "url", NULL), "smtp://x:25/a=b");
 	props_free(&p);
-	problems_free(&pr);
 }
 
-/* CRLF line endings and a UTF-8 byte order mark are accepted. */
-static void test_props_crlf_bom(void **state)
+/*
+ * Every line end is one: LF, CRLF and a CR alone (old Mac files), mixed; a
+ * UTF-8 byte order mark is skipped.
+ */
+static void test_props_line_ends(void **state)
 {
-	const char text[] = "\xef\xbb\xbf"
+	const char crlf[] = "\xef\xbb\xbf"
 	                    "db.user=efm\r\n"
 	                    "# c\r\n"
 	                    "db.database = postgres \r\n";
+	const char cr[] = "db.user=efm\r"
+	                  "# c\r"
+	                  "db.database = postgres \r\r"
+	                  "db.port=5432\r\n"
+	                  "local.period=5";
 	struct props p = {0};
-	struct problems pr = {0};
-	int line;
 
-	parse_text(text, sizeof(text) - 1, &p, &pr);
-	assert_int_equal(pr.n, 0);
-	assert_string_equal(value_of(&p, "db.user", &line), "efm");
-	assert_int_equal(line, 1);
-	assert_string_equal(value_of(&p, "db.database", &line), "postgres");
-	assert_int_equal(line, 3);
+	parse_clean(crlf, sizeof(crlf) - 1, &p, 2);
+	assert_entry(&p, "db.user", "efm", 1);
+	assert_entry(&p, "db.database", "postgres", 3);
 	props_free(&p);
-	problems_free(&pr);
+
+	parse_clean(cr, sizeof(cr) - 1, &p, 4);
+	assert_entry(&p, "db.user", "efm", 1);
+	assert_entry(&p, "db.database", "postgres", 3);
+	assert_entry(&p, "db.port", "5432", 5);
+	assert_entry(&p, "local.period", "5", 6);
+	props_free(&p);
 }
 
 /* A line without '=' is reported with file, line and key, and skipped. */
@@ -180,19 +204,26 @@ static void test_props_long_line(void **state)
 	problems_free(&pr);
 }
 
-/* A file of nonsense stops after PROPS_MAX_PROBLEMS problems. */
+/* A file of nonsense: every bad line counts, only the first problems are kept. */
 static void test_props_too_many(void **state)
 {
 	char text[4096];
 	size_t used = 0;
 	struct props p = {0};
 	struct problems pr = {0};
+	char more[64];
 
 	for (int i = 0; i < 200; i++)
 		used += (size_t)snprintf(text + used, sizeof(text) - used, "junk%d\n", i % 10);
+	used += (size_t)snprintf(text + used, sizeof(text) - used, "last=1\n");
 	parse_text(text, used, &p, &pr);
-	assert_int_equal(pr.n, PROPS_MAX_PROBLEMS + 1);
-	assert_true(has_problem(&pr, "too many problems", NULL));
+	assert_int_equal(pr.n, PROBLEMS_MAX_KEPT);
+	assert_int_equal(problems_total(&pr), 200);
+	assert_true(has_problem(&pr, "t.properties:1: junk0: missing '='", NULL));
+	assert_true(problems_more(&pr, more, sizeof(more)));
+	assert_string_equal(more, "... and 150 more problems");
+	/* The reader went on to the end of the file. */
+	assert_string_equal(value_of(&p, "last", NULL), "1");
 	props_free(&p);
 	problems_free(&pr);
 }
@@ -216,6 +247,7 @@ static void test_read_binary(void **state)
 		const char *want;
 	} cases[] = {
 	    {"a=1\nb=\0x\n", 9, ":2: contains a NUL byte"},
+	    {"a=1\rb=2\r\nc=\0x\n", 14, ":3: contains a NUL byte"},
 	    {"a=1\n\xff\xfe\x80garbage", 13, ":2: is not valid UTF-8"},
 	    {"a=\x01\x02\n", 5, ":1: contains control character 0x01"},
 	    {"a=\xc0\xaf\n", 5, "not valid UTF-8"}, /* overlong encoding of '/' */
@@ -346,7 +378,10 @@ static void test_yaml_refusals(void **state)
 	    {"? [a, b]\n: 1\n", "keys must be plain names", NULL},
 	    {"a:\n  - x\n  - {y: 1}\n", "t.yaml:3: a: a list may hold only plain values", NULL},
 	    {"a: |\n  one\n  two\n", "t.yaml:1: a: value spans several lines", NULL},
-	    {"a: {b: {c: {d: {e: {f: {g: {h: {i: 1}}}}}}}}\n", "nested too deeply", NULL},
+	    {"a: {b: {c: {d: {e: {f: {g: {h: {i: 1}}}}}}}}\n",
+	     "t.yaml:1: a.b.c.d.e.f.g.h: nested more", NULL},
+	    {"a:\n  - [1, [2, [3, [4, [5, [6, [7]]]]]]]\n", "t.yaml:2: a: nested more than 8",
+	     NULL},
 	    {"\tbad: tab\n", "YAML syntax error", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -361,6 +396,51 @@ static void test_yaml_refusals(void **state)
 		props_free(&p);
 		problems_free(&pr);
 	}
+}
+
+/*
+ * Deep nesting is refused where it starts, without reading the rest: libyaml
+ * spends time proportional to the depth on every token, so 80,000 nested
+ * lists took 31 s when the reader skipped over them.
+ */
+static void test_yaml_deep(void **state)
+{
+	enum { DEPTH = 80000 };
+	char *text = malloc(2 * DEPTH + 32);
+	assert_non_null(text);
+	size_t n = (size_t)snprintf(text, 16, "a: 1\nx: ");
+	memset(text + n, '[', DEPTH);
+	memset(text + n + DEPTH, ']', DEPTH);
+	n += 2 * DEPTH;
+	n += (size_t)snprintf(text + n, 16, "\ny: 2\n");
+
+	struct props p = {0};
+	struct problems pr = {0};
+	struct timespec t0 = elapsed_start();
+	assert_true(yamlconf_parse("t.yaml", text, n, &p, &pr));
+	double took = elapsed_seconds(t0);
+	dump(&pr);
+	assert_true(has_problem(&pr, "t.yaml:2: x: nested more than 8 levels deep", NULL));
+	/* Reading stopped there. */
+	assert_string_equal(value_of(&p, "a", NULL), "1");
+	assert_null(value_of(&p, "y", NULL));
+	if (took > 1.0)
+		fail_msg("80,000 nested lists took %.1f s", took);
+	props_free(&p);
+	problems_free(&pr);
+
+	/* The same for mappings, in block style: the line is where the limit is passed. */
+	size_t used = 0;
+	for (int i = 0; i < 20; i++)
+		used += (size_t)snprintf(text + used, 2 * DEPTH - used, "%*sk%d:\n", i, "", i);
+	yaml_text(text, &p, &pr);
+	dump(&pr);
+	assert_int_equal(problems_total(&pr), 1);
+	assert_true(
+	    has_problem(&pr, "t.yaml:9: k0.k1.k2.k3.k4.k5.k6.k7: nested more than 8", NULL));
+	props_free(&p);
+	problems_free(&pr);
+	free(text);
 }
 
 /* A YAML file goes through the same binary checks as a .properties file. */
@@ -380,13 +460,14 @@ static void test_yaml_binary(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_props_basic),          cmocka_unit_test(test_props_crlf_bom),
+	    cmocka_unit_test(test_props_basic),          cmocka_unit_test(test_props_line_ends),
 	    cmocka_unit_test(test_props_missing_equals), cmocka_unit_test(test_props_quoted),
 	    cmocka_unit_test(test_props_bad_keys),       cmocka_unit_test(test_props_long_line),
 	    cmocka_unit_test(test_props_too_many),       cmocka_unit_test(test_read_binary),
 	    cmocka_unit_test(test_read_not_a_file),      cmocka_unit_test(test_read_too_big),
 	    cmocka_unit_test(test_yaml_flatten),         cmocka_unit_test(test_yaml_empty),
-	    cmocka_unit_test(test_yaml_refusals),        cmocka_unit_test(test_yaml_binary),
+	    cmocka_unit_test(test_yaml_refusals),        cmocka_unit_test(test_yaml_deep),
+	    cmocka_unit_test(test_yaml_binary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,92 @@
+/*
+ * preflight.c - the checks between reading a configuration and starting
+ * with it (preflight.h).
+ */
+#include "preflight.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "crypt.h"
+#include "peerauth.h"
+#include "script.h"
+
+/* check_scripts vets every configured user script before anything can run one. */
+static void check_scripts(const struct efm_config *cfg, struct problems *pr)
+{
+	const struct {
+		const char *key;
+		const char *path;
+	} scripts[] = {
+	    {"script.fence", cfg->script_fence},
+	    {"script.post.promotion", cfg->script_post_promotion},
+	    {"script.db.failure", cfg->script_db_failure},
+	    {"script.master.isolated", cfg->script_master_isolated},
+	    {"script.notification", cfg->script_notification},
+	};
+	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+		char why[512];
+		if (scripts[i].path[0] == '\0' || script_check(scripts[i].path, why, sizeof(why)))
+			continue;
+		problems_add(pr, "%s: %s: refusing to run %s: %s", cfg->props_path, scripts[i].key,
+		             scripts[i].path, why);
+	}
+}
+
+/*
+ * check_password decrypts db.password.encrypted.  A witness has no database
+ * but derives the peer key from the password too, so its copy must decrypt
+ * as well.
+ */
+static void check_password(const struct efm_config *cfg, char *out, size_t len, struct problems *pr)
+{
+	if (cfg->db_password_encrypted[0] == '\0')
+		return;
+	int rc = crypt_decrypt(cfg->cluster, cfg->db_password_encrypted, out, len);
+	if (rc == 0)
+		return;
+	explicit_bzero(out, len);
+	problems_add(pr, "%s: db.password.encrypted: cannot decrypt the password: %s",
+	             cfg->props_path,
+	             rc == -EBADMSG ? "it was not encrypted for this cluster name, or was altered "
+	                              "(run 'efm encrypt' for this cluster again)"
+	                            : "the value is malformed (paste the output of 'efm encrypt')");
+}
+
+/* check_peer_key loads peer.key.file as the cluster layer will, and forgets the key. */
+static void check_peer_key(const struct efm_config *cfg, struct problems *pr)
+{
+	uint8_t key[PEERAUTH_KEY_LEN];
+	char err[256] = "";
+
+	if (cfg->peer_key_file[0] == '\0')
+		return;
+	int rc = peerauth_load_key_file(cfg->peer_key_file, key, err, sizeof(err));
+	explicit_bzero(key, sizeof(key));
+	if (rc != 0)
+		problems_add(pr, "%s: peer.key.file: %s", cfg->props_path,
+		             err[0] ? err : strerror(-rc));
+}
+
+struct efm_config *preflight_load(const char *dir, const char *cluster, char *password,
+                                  size_t pwlen, struct problems *pr)
+{
+	char scratch[256];
+	char *pw = password != NULL ? password : scratch;
+	size_t pwl = password != NULL ? pwlen : sizeof(scratch);
+
+	if (pwl > 0)
+		pw[0] = '\0';
+	struct efm_config *cfg = config_load(dir, cluster, pr);
+	if (cfg == NULL)
+		return NULL;
+	/*
+	 * A value the configuration refused stays at its empty default, so these
+	 * checks never repeat a problem config_load reported.
+	 */
+	check_scripts(cfg, pr);
+	check_password(cfg, pw, pwl, pr);
+	check_peer_key(cfg, pr);
+	explicit_bzero(scratch, sizeof(scratch));
+	return cfg;
+}
