@@ -23,6 +23,7 @@ demo)
 	;;
 test)
 	scripts/install-deps.sh
+	scripts/check-format.sh
 	build build-test -DEFM_SANITIZE=ON
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
