@@ -466,18 +466,22 @@ void dbmon_set_alert(struct dbmon *m, dbmon_alert_cb cb, void *arg)
 	m->alert_arg = arg;
 }
 
-/* dbmon_resume clears the latched failure and checks at once. */
-void dbmon_resume(struct dbmon *m)
+/* dbmon_resume clears the latched failure, taking the caller's check as the latest. */
+void dbmon_resume(struct dbmon *m, const struct db_sample *seen)
 {
 	if (m->phase != MON_FAILED)
 		return;
 	log_info("%s: monitoring resumed", m->label);
+	/*
+	 * A check begun while the database was down may still end in a failure
+	 * and would then overwrite what seen proves; it is older news.
+	 */
+	drop_conn(m);
 	m->st.failed = false;
 	m->st.timing_out = false;
+	(void)record_ok(m, seen);
 	set_phase(m, MON_WATCHING);
 	arm_deadline(m);
-	if (!m->in_flight)
-		check_begin(m, secs_ms(m->cfg->local_timeout_s));
 }
 
 /* dbmon_status is the monitor's current view, for the status report. */

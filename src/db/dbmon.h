@@ -126,8 +126,14 @@ struct dbmon *dbmon_new(uv_loop_t *loop, const struct efm_config *cfg, const cha
 void dbmon_set_alert(struct dbmon *m, dbmon_alert_cb cb, void *arg);
 /* dbmon_start makes the first check at once; returns 0 or a negative uv error. */
 int dbmon_start(struct dbmon *m) __attribute__((warn_unused_result));
-/* dbmon_resume clears a declared failure and restarts checking (efm resume). */
-void dbmon_resume(struct dbmon *m);
+/*
+ * dbmon_resume clears a declared failure and resumes watching (efm resume).
+ * seen is the check the caller has just made of the same database (the
+ * resume decision rests on it): it becomes the monitor's latest successful
+ * check, so the status reported from now on is that check's, and any check
+ * begun earlier is abandoned as older news.
+ */
+void dbmon_resume(struct dbmon *m, const struct db_sample *seen);
 const struct dbmon_status *dbmon_status(const struct dbmon *m);
 /* dbmon_close stops everything; done (may be NULL) runs once all handles are closed and m is freed. */
 void dbmon_close(struct dbmon *m, void (*done)(void *arg), void *arg);
