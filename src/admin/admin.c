@@ -226,6 +226,12 @@ static void conn_dispatch(struct admin_conn *c)
 		                  req->command, ADMIN_EFM_GROUP);
 		return;
 	}
+	char why[512];
+	if (!admin_arg_check_json(req->command, req->args, &req->values, why, sizeof(why))) {
+		log_info("admin: client %s: \"%s\" refused: %s", c->who, req->command, why);
+		admin_reply_error(req, "%s: %s", req->command, why);
+		return;
+	}
 	log_fine("admin: client %s: %s", c->who, req->command);
 	/* The handler may free c (a synchronous reply to a vanished client): touch nothing after.
 	 */

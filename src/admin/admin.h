@@ -7,7 +7,8 @@
  *
  * The server reads the caller's credentials with SO_PEERCRED.  Commands marked
  * mutating are refused (and the refusal logged) unless the caller is root,
- * the agent's own user, or a member of the "efm" group.
+ * the agent's own user, or a member of the "efm" group.  Every request's
+ * arguments are checked (admin_arg.h) before its handler runs.
  */
 #ifndef EFM_ADMIN_H
 #define EFM_ADMIN_H
@@ -18,12 +19,15 @@
 #include <cJSON.h>
 #include <uv.h>
 
+#include "admin_arg.h"
+
 struct admin_server;
 
 /* One request in flight.  Valid until admin_reply() is called on it. */
 struct admin_request {
 	const char *command;
 	const cJSON *args;   /* the "args" array (may be empty, never NULL) */
+	struct admin_arg_values values; /* args, checked against the command's schema */
 	const cJSON *body;   /* the whole request object */
 	uid_t uid;
 	gid_t gid;

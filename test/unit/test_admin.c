@@ -1,7 +1,7 @@
 /*
  * test_admin.c - the admin socket: a real server on a uv loop in a temporary
  * directory, and clients (admin_call and raw sockets) in a second thread and
- * an unprivileged child process.
+ * an unprivileged child process; and the argument checks of admin_arg.h.
  *
  * cmocka's asserts must not run off the main thread, so the client thread
  * records failures with CHECK and the main thread asserts there were none.
@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "admin.h"
+#include "admin_arg.h"
 #include "log.h"
 
 #define LATE_MS 200
@@ -108,11 +109,24 @@ static void cmd_mutate(struct admin_request *req)
 	admin_reply(req, r);
 }
 
+/* cmd_add_node shows what the server made of the arguments. */
+static void cmd_add_node(struct admin_request *req)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "host", req->values.host);
+	cJSON_AddNumberToObject(r, "port", req->values.port);
+	cJSON_AddNumberToObject(r, "priority", req->values.priority);
+	admin_reply(req, r);
+}
+
 static const struct admin_command table[] = {
     {"ping", false, cmd_ping},
     {"later", false, cmd_later},
     {"mutate", true, cmd_mutate},
+    {"add-node", false, cmd_add_node},
 };
+#define N_TABLE (sizeof(table) / sizeof(table[0]))
 
 /* ---- client helpers ---- */
 
@@ -188,9 +202,9 @@ static bool wait_late(int n)
 static void check_basic(void)
 {
 	char err[512];
-	cJSON *r = call("ping", 2, 5000, err, sizeof(err));
+	cJSON *r = call("ping", 0, 5000, err, sizeof(err));
 	CHECK(reply_is(r, true, "message", "pong"));
-	CHECK(r != NULL && cJSON_GetObjectItem(r, "nargs")->valuedouble == 2);
+	CHECK(r != NULL && cJSON_GetObjectItem(r, "nargs")->valuedouble == 0);
 	CHECK(r != NULL && cJSON_GetObjectItem(r, "uid")->valuedouble == (double)getuid());
 	CHECK(r != NULL && cJSON_GetObjectItem(r, "pid")->valuedouble == (double)getpid());
 	cJSON_Delete(r);
@@ -199,6 +213,11 @@ static void check_basic(void)
 	r = call("later", 0, 5000, err, sizeof(err));
 	CHECK(reply_is(r, true, "message", "late"));
 	CHECK(now_ms() - start >= LATE_MS - 20);
+	cJSON_Delete(r);
+
+	/* A command without an argument schema takes none. */
+	r = call("ping", 2, 5000, err, sizeof(err));
+	CHECK(reply_is(r, false, "error", "ping: too many arguments"));
 	cJSON_Delete(r);
 
 	r = call("nosuch", 0, 5000, err, sizeof(err));
@@ -252,6 +271,49 @@ static void check_malformed(void)
 	size_t len = strlen(buf);
 	CHECK(len > 0 && buf[len - 1] == '\n');
 	close(fd);
+}
+
+/* raw_exchange sends one request line and returns the reply line in buf. */
+static void raw_exchange(const char *line, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	int fd = raw_connect(t.sock);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	CHECK(send(fd, line, strlen(line), 0) == (ssize_t)strlen(line));
+	raw_read_all(fd, buf, size);
+	close(fd);
+}
+
+/* Hostile arguments never reach the handler; good ones arrive checked and parsed. */
+static void check_arguments(void)
+{
+	char buf[4096];
+	const char *cases[][2] = {
+	    {"{\"command\":\"add-node\",\"args\":[\"%n%n%n%s%s\"]}\n", "invalid ADDRESS"},
+	    {"{\"command\":\"add-node\",\"args\":[\"10.0.0.9\",\"99999999999999\"]}\n",
+	     "invalid PRIORITY \\\"99999999999999\\\": out of range"},
+	    {"{\"command\":\"add-node\",\"args\":[\"10.0.0.9\",\"+5\"]}\n", "invalid PRIORITY"},
+	    {"{\"command\":\"add-node\",\"args\":[\"10.0.0.9\",5]}\n",
+	     "invalid PRIORITY: expected a string"},
+	    {"{\"command\":\"add-node\",\"args\":[]}\n", "missing ADDRESS"},
+	    {"{\"command\":\"add-node\",\"args\":[\"a\",\"1\",\"b\"]}\n", "too many arguments"},
+	    {"{\"command\":\"add-node\",\"args\":[\"x\\ny\"]}\n", "\\\\x0a"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		raw_exchange(cases[i][0], buf, sizeof(buf));
+		CHECK(strstr(buf, "\"ok\":false") != NULL);
+		CHECK(strstr(buf, "add-node: ") != NULL);
+		if (strstr(buf, cases[i][1]) == NULL && t.failure[0] == '\0')
+			snprintf(t.failure, sizeof(t.failure), "argument case %zu: reply %s", i,
+			         buf);
+	}
+	raw_exchange("{\"command\":\"add-node\",\"args\":[\"[FE80::1]:7800\",\"3\"]}\n", buf,
+	             sizeof(buf));
+	CHECK(strstr(buf, "\"host\":\"fe80::1\"") != NULL);
+	CHECK(strstr(buf, "\"port\":7800") != NULL);
+	CHECK(strstr(buf, "\"priority\":3") != NULL);
 }
 
 static void check_oversized(void)
@@ -349,6 +411,7 @@ static void check_no_agent(void)
 static void *client_thread(void *arg)
 {
 	check_basic();
+	check_arguments();
 	check_malformed();
 	check_oversized();
 	check_disconnects();
@@ -422,7 +485,8 @@ static void test_server_and_client(void **state)
 	fclose(stale);
 
 	assert_int_equal(uv_loop_init(&t.loop), 0);
-	assert_int_equal(admin_server_start(&t.loop, t.sock, table, 3, &t.loop, &t.server), 0);
+	assert_int_equal(admin_server_start(&t.loop, t.sock, table, N_TABLE, &t.loop, &t.server),
+	                 0);
 	struct stat st;
 	assert_int_equal(stat(t.sock, &st), 0);
 	assert_true(S_ISSOCK(st.st_mode));
@@ -483,6 +547,138 @@ static void test_may_mutate(void **state)
 		assert_false(admin_caller_may_mutate(65534, 65534));
 }
 
+/* Numbers: strtoll's range, errno and end pointer, never atoi's wrap-around. */
+static void test_arg_int(void **state)
+{
+	char err[256];
+	long long v = -7;
+	assert_true(admin_arg_int("PRIORITY", "42", 1, 1000000, &v, err, sizeof(err)));
+	assert_int_equal(v, 42);
+	assert_true(admin_arg_int("N", "-3", -5, 5, &v, err, sizeof(err)));
+	assert_int_equal(v, -3);
+	const char *bad[] = {"99999999999999",
+	                     "9223372036854775808",
+	                     "0",
+	                     "-1",
+	                     "+5",
+	                     " 5",
+	                     "5 ",
+	                     "1x",
+	                     "",
+	                     "0x10",
+	                     "1e3",
+	                     "1000001"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = -7;
+		err[0] = '\0';
+		if (admin_arg_int("PRIORITY", bad[i], 1, 1000000, &v, err, sizeof(err)))
+			fail_msg("\"%s\" accepted as %lld", bad[i], v);
+		assert_int_equal(v, -7);
+		assert_non_null(strstr(err, "invalid PRIORITY"));
+	}
+	assert_true(!admin_arg_int("PRIORITY", "99999999999999", 1, 1000000, &v, err, sizeof(err)));
+	assert_string_equal(err,
+	                    "invalid PRIORITY \"99999999999999\": out of range (1 to 1000000)");
+}
+
+static void test_arg_address(void **state)
+{
+	char err[256], host[EFM_HOST_MAX];
+	uint16_t port = 1;
+	const struct {
+		const char *text, *host;
+		uint16_t port;
+	} good[] = {
+	    {"10.0.1.9", "10.0.1.9", 0},
+	    {"10.0.1.9:7800", "10.0.1.9", 7800},
+	    {"DB1.Example.com", "db1.example.com", 0},
+	    {"db_2:5430", "db_2", 5430},
+	    {"::1", "::1", 0},
+	    {"[fe80::1%eth0]:7800", "fe80::1%eth0", 7800},
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		if (!admin_arg_address("ADDRESS", good[i].text, host, sizeof(host), &port, err,
+		                       sizeof(err)))
+			fail_msg("\"%s\" refused: %s", good[i].text, err);
+		assert_string_equal(host, good[i].host);
+		assert_int_equal(port, good[i].port);
+	}
+	const char *bad[] = {"%n%n%n%s%s",  "",     "a b",       "-db",         "db-",
+	                     "a..b",        "10.1", "999.1.1.1", "db:0",        "db:65536",
+	                     "db:x",        "[::1", "::1%%n",    "fe80::1%a/b", "x\x1b[31m",
+	                     "db;rm -rf /", "\"q\""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (admin_arg_address("ADDRESS", bad[i], host, sizeof(host), &port, err,
+		                      sizeof(err)))
+			fail_msg("\"%s\" accepted as %s", bad[i], host);
+		assert_non_null(strstr(err, "invalid ADDRESS"));
+		/* The value is shown back escaped: no control character, no bare quote. */
+		for (const char *p = err; *p != '\0'; p++)
+			assert_true((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
+	}
+	assert_false(admin_arg_address("ADDRESS", "x\x1b[31m", NULL, 0, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "\"x\\x1b[31m\""));
+	assert_false(admin_arg_address("ADDRESS", "\"q\"", NULL, 0, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "\"\\\"q\\\"\""));
+	/* A long value is cut short in the message. */
+	char longv[600];
+	memset(longv, '%', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	assert_false(admin_arg_address("ADDRESS", longv, NULL, 0, NULL, err, sizeof(err)));
+	assert_true(strlen(err) < 120);
+}
+
+/* The per-command schema, as the server, the client and the leader apply it. */
+static void test_arg_check(void **state)
+{
+	char err[256];
+	struct admin_arg_values v;
+	const char *add[] = {"10.0.0.9:7800", "2"};
+	assert_true(admin_arg_check("add-node", 2, add, &v, err, sizeof(err)));
+	assert_true(v.has_address);
+	assert_string_equal(v.address, "10.0.0.9:7800");
+	assert_string_equal(v.host, "10.0.0.9");
+	assert_int_equal(v.port, 7800);
+	assert_int_equal(v.priority, 2);
+	assert_true(admin_arg_check("remove-node", 1, add, &v, err, sizeof(err)));
+	assert_int_equal(v.priority, 0);
+	assert_false(admin_arg_check("remove-node", 2, add, &v, err, sizeof(err)));
+	assert_string_equal(err, "too many arguments (it takes at most 1)");
+	assert_false(admin_arg_check("set-priority", 1, add, &v, err, sizeof(err)));
+	assert_string_equal(err, "missing PRIORITY");
+	assert_false(admin_arg_check("stop-cluster", 1, add, &v, err, sizeof(err)));
+	assert_string_equal(err, "too many arguments (it takes none)");
+	assert_true(admin_arg_check("cluster-status", 0, NULL, &v, err, sizeof(err)));
+
+	const char *sw[] = {"--switchover"};
+	assert_true(admin_arg_check("promote", 1, sw, &v, err, sizeof(err)));
+	assert_true(v.switchover);
+	const char *now[] = {"--now"};
+	assert_false(admin_arg_check("promote", 1, now, &v, err, sizeof(err)));
+	assert_string_equal(err, "unexpected argument \"--now\" (expected -switchover)");
+
+	cJSON *args = cJSON_Parse("[\"db1\", \"4294967297\"]");
+	assert_false(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	assert_non_null(strstr(err, "invalid PRIORITY \"4294967297\": out of range"));
+	cJSON_Delete(args);
+	args = cJSON_Parse("[\"db1\", 3]");
+	assert_false(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	assert_string_equal(err, "invalid PRIORITY: expected a string");
+	cJSON_Delete(args);
+	args = cJSON_Parse("[\"db1\", \"3\"]");
+	assert_true(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	assert_int_equal(v.priority, 3);
+	cJSON_Delete(args);
+	args = cJSON_Parse("{\"a\": 1}");
+	assert_false(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	cJSON_Delete(args);
+	args = cJSON_Parse("[\"1\", \"2\", \"3\", \"4\", \"5\"]");
+	assert_false(admin_arg_check_json("add-node", args, &v, err, sizeof(err)));
+	assert_non_null(strstr(err, "too many arguments"));
+	cJSON_Delete(args);
+}
+
 static void test_bad_path(void **state)
 {
 	uv_loop_t loop;
@@ -492,10 +688,10 @@ static void test_bad_path(void **state)
 	memset(path, 'x', sizeof(path) - 1);
 	path[0] = '/';
 	path[sizeof(path) - 1] = '\0';
-	assert_int_equal(admin_server_start(&loop, path, table, 3, NULL, &s), -ENAMETOOLONG);
+	assert_int_equal(admin_server_start(&loop, path, table, N_TABLE, NULL, &s), -ENAMETOOLONG);
 	assert_null(s);
 	assert_int_not_equal(
-	    admin_server_start(&loop, "/nonexistent-dir/x.sock", table, 3, NULL, &s), 0);
+	    admin_server_start(&loop, "/nonexistent-dir/x.sock", table, N_TABLE, NULL, &s), 0);
 	assert_null(s);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
@@ -505,6 +701,9 @@ int main(void)
 {
 	log_set_prefixes(false);
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_arg_int),
+	    cmocka_unit_test(test_arg_address),
+	    cmocka_unit_test(test_arg_check),
 	    cmocka_unit_test(test_may_mutate),
 	    cmocka_unit_test(test_bad_path),
 	    cmocka_unit_test(test_server_and_client),
