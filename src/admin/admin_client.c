@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,10 +149,10 @@ static char *client_receive(int fd, long long deadline)
 	}
 }
 
-/* admin_call sends request to the agent at path and returns its reply; see admin.h. */
-cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *err, size_t errlen)
+/* call_once makes one exchange of line with the agent; NULL with errno and err on failure. */
+static cJSON *call_once(const char *path, const char *line, size_t len, long long deadline,
+                        int timeout_ms, char *err, size_t errlen)
 {
-	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	int fd = client_connect(path);
 	if (fd < 0) {
 		int e = errno;
@@ -165,27 +166,15 @@ cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *
 		errno = e;
 		return NULL;
 	}
-
-	char *text = cJSON_PrintUnformatted(request);
-	size_t len = text != NULL ? strlen(text) : 0;
-	char *line = text != NULL ? malloc(len + 2) : NULL;
-	if (line == NULL) {
-		free(text);
-		close(fd);
-		snprintf(err, errlen, "out of memory");
-		errno = ENOMEM;
-		return NULL;
-	}
-	memcpy(line, text, len);
-	line[len] = '\n';
-	line[len + 1] = '\0';
-	free(text);
-
-	bool sent = client_send(fd, line, len + 1, deadline);
+	bool sent = client_send(fd, line, len, deadline);
 	int e = errno;
-	free(line);
-	char *reply = sent ? client_receive(fd, deadline) : NULL;
-	if (sent)
+	/*
+	 * An agent that refuses us (busy) answers and closes at once, maybe
+	 * before our request is out: its answer is still there to read.
+	 */
+	bool hung_up = !sent && (e == EPIPE || e == ECONNRESET);
+	char *reply = sent || hung_up ? client_receive(fd, deadline) : NULL;
+	if (sent || (hung_up && reply != NULL))
 		e = errno;
 	close(fd);
 	if (reply == NULL) {
@@ -212,4 +201,62 @@ cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *
 		return NULL;
 	}
 	return j;
+}
+
+/*
+ * worth_retrying: the agent is there but could not take us just now.  A
+ * socket file nobody listens on (ECONNREFUSED) is an agent restarting, or a
+ * dead one; only the bounded retry tells them apart.
+ */
+static bool worth_retrying(const char *path, const cJSON *reply, int e)
+{
+	struct stat st;
+	if (reply != NULL)
+		return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "busy"));
+	return e == EAGAIN || (e == ECONNREFUSED && stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+}
+
+/* pause_ms sleeps ms milliseconds (the client may block; the agent never does). */
+static void pause_ms(long long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* admin_call sends request to the agent at path and returns its reply; see admin.h. */
+cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *err, size_t errlen)
+{
+	long long start = now_ms();
+	long long deadline = start + (timeout_ms > 0 ? timeout_ms : 0);
+	long long retry_until =
+	    start + ADMIN_RETRY_MS < deadline ? start + ADMIN_RETRY_MS : deadline;
+	long long delay = 10; /* ms before the next attempt, doubling up to 250 */
+
+	char *text = cJSON_PrintUnformatted(request);
+	size_t len = text != NULL ? strlen(text) : 0;
+	char *line = text != NULL ? malloc(len + 2) : NULL;
+	if (line == NULL) {
+		free(text);
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(line, text, len);
+	line[len] = '\n';
+	line[len + 1] = '\0';
+	free(text);
+
+	for (;;) {
+		cJSON *reply = call_once(path, line, len + 1, deadline, timeout_ms, err, errlen);
+		int e = errno;
+		if (!worth_retrying(path, reply, e) || now_ms() + delay > retry_until) {
+			free(line);
+			errno = e;
+			return reply;
+		}
+		cJSON_Delete(reply);
+		pause_ms(delay);
+		delay = delay * 2 < 250 ? delay * 2 : 250;
+	}
 }

@@ -1,7 +1,7 @@
 /*
  * test_admin.c - the admin socket: a real server on a uv loop in a temporary
  * directory, and clients (admin_call and raw sockets) in a second thread and
- * an unprivileged child process; and the argument checks of admin_arg.h.
+ * unprivileged child processes; and the argument checks of admin_arg.h.
  *
  * cmocka's asserts must not run off the main thread, so the client thread
  * records failures with CHECK and the main thread asserts there were none.
@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,6 +34,12 @@
 #include "log.h"
 
 #define LATE_MS 200
+/* The server is started under this descriptor limit, which caps it at 16 clients, 12 of them
+ * for users other than root and its own. */
+#define TEST_NOFILE     128
+#define TEST_CAP        16
+#define TEST_CAP_OTHERS 12
+#define HOG_CONNECTIONS 20
 
 static struct {
 	char dir[64];
@@ -46,6 +54,10 @@ static struct {
 	char failure[512];        /* first CHECK failure, "" if none */
 	pid_t child;              /* the unprivileged client, or 0 */
 	int child_status;
+	pid_t hog;      /* an unprivileged client holding idle connections, or 0 */
+	int hog_go[2];  /* the client thread tells the hog: 'o' open, 'q' quit */
+	int hog_out[2]; /* the hog reports "held refused\n" */
+	int hog_status;
 } t;
 
 #define CHECK(cond)                                                                                \
@@ -397,15 +409,158 @@ static void check_no_agent(void)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	/* It could be an agent restarting, so it is retried, briefly. */
 	start = now_ms();
 	r = admin_call(path, req, 30000, err, sizeof(err));
 	CHECK(r == NULL);
 	CHECK(errno == ECONNREFUSED);
 	CHECK(strstr(err, "no agent running") != NULL);
-	CHECK(now_ms() - start < 1000);
+	CHECK(now_ms() - start >= ADMIN_RETRY_MS - 300);
+	CHECK(now_ms() - start < ADMIN_RETRY_MS + 1000);
+	/* ... and never beyond the caller's own bound. */
+	start = now_ms();
+	r = admin_call(path, req, 300, err, sizeof(err));
+	CHECK(r == NULL && errno == ECONNREFUSED);
+	CHECK(now_ms() - start < 800);
 	close(fd);
 	unlink(path);
 	cJSON_Delete(req);
+}
+
+/* A listener that answers one request after a pause, once its backlog was full. */
+struct slow_listener {
+	int fd;
+	int fillers[64];
+	int n_fillers;
+};
+
+static void *slow_accept(void *arg)
+{
+	struct slow_listener *l = arg;
+	char buf[4096];
+	usleep(300 * 1000);
+	/* The fillers' connections come first; then the one that waited. */
+	for (int i = 0; i < l->n_fillers; i++) {
+		int fd = accept(l->fd, NULL, NULL);
+		if (fd >= 0)
+			close(fd);
+	}
+	int fd = accept(l->fd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	const char *reply = "{\"ok\":true,\"message\":\"accepted late\"}\n";
+	if (n > 0)
+		(void)send(fd, reply, strlen(reply), 0);
+	close(fd);
+	return NULL;
+}
+
+/* A full backlog (EAGAIN) is retried, so a burst of other clients does not fail efm. */
+static void check_full_backlog(void)
+{
+	char err[512], path[100];
+	struct slow_listener l = {0};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(path, sizeof(path), "%s/slow.sock", t.dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	l.fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(bind(l.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(listen(l.fd, 1) == 0);
+	bool full = false;
+	while (l.n_fillers < 64 && !full) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			l.fillers[l.n_fillers++] = fd;
+			continue;
+		}
+		full = errno == EAGAIN;
+		close(fd);
+	}
+	CHECK(full);
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, slow_accept, &l) == 0);
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "command", "ping");
+	long long start = now_ms();
+	cJSON *r = admin_call(path, req, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "accepted late"));
+	if (r == NULL)
+		fprintf(stderr, "full backlog: %s\n", err);
+	CHECK(now_ms() - start < ADMIN_RETRY_MS);
+	cJSON_Delete(r);
+	cJSON_Delete(req);
+	pthread_join(th, NULL);
+	for (int i = 0; i < l.n_fillers; i++)
+		close(l.fillers[i]);
+	close(l.fd);
+	unlink(path);
+}
+
+/* hog_command tells the hog child what to do next. */
+static void hog_command(char c)
+{
+	CHECK(write(t.hog_go[1], &c, 1) == 1);
+}
+
+/* got_busy waits up to ms for fd's reply and tells whether it was "busy". */
+static bool got_busy(int fd, int ms)
+{
+	char buf[512];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	ssize_t n = poll(&p, 1, ms) == 1 ? recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT) : 0;
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	CHECK(strstr(buf, "{\"ok\":false,\"busy\":true,\"error\":\"the agent is busy") == buf);
+	return true;
+}
+
+/*
+ * The cap: an unprivileged user gets at most TEST_CAP_OTHERS places, the
+ * rest is refused at once with a "busy" reply, and root still gets in.
+ * When root fills every place itself, the next client is told "busy",
+ * silent clients lose their places within a second, and admin_call's retry
+ * gets through.
+ */
+static void check_cap(void)
+{
+	char err[512], line[64] = "";
+	int held = -1, refused = -1;
+	if (t.hog > 0) {
+		hog_command('o');
+		ssize_t n = read(t.hog_out[0], line, sizeof(line) - 1);
+		if (n > 0)
+			line[n] = '\0';
+		CHECK(sscanf(line, "%d %d", &held, &refused) == 2);
+		CHECK(held == TEST_CAP_OTHERS);
+		CHECK(refused == HOG_CONNECTIONS - TEST_CAP_OTHERS);
+		/* Root is not locked out by them: the reserved places are its. */
+		long long start = now_ms();
+		cJSON *r = call("ping", 0, 5000, err, sizeof(err));
+		CHECK(reply_is(r, true, "message", "pong"));
+		CHECK(now_ms() - start < 500);
+		cJSON_Delete(r);
+		hog_command('q');
+		CHECK(waitpid(t.hog, &t.hog_status, 0) == t.hog);
+	}
+	int mine[TEST_CAP + 1];
+	int n_mine = 0;
+	bool busy = false;
+	while (n_mine <= TEST_CAP && !busy) {
+		mine[n_mine] = raw_connect(t.sock);
+		CHECK(mine[n_mine] >= 0);
+		busy = got_busy(mine[n_mine++], 50);
+	}
+	CHECK(busy);
+	/* That refusal costs the silent clients their places; a real request gets one. */
+	long long start = now_ms();
+	cJSON *r = call("ping", 0, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "pong"));
+	CHECK(now_ms() - start < ADMIN_RETRY_MS);
+	cJSON_Delete(r);
+	for (int i = 0; i < n_mine; i++)
+		close(mine[i]);
 }
 
 static void *client_thread(void *arg)
@@ -417,9 +572,11 @@ static void *client_thread(void *arg)
 	check_disconnects();
 	check_idle_client();
 	check_no_agent();
+	check_full_backlog();
 	if (t.child > 0) {
 		CHECK(waitpid(t.child, &t.child_status, 0) == t.child);
 	}
+	check_cap();
 
 	/*
 	 * The server closes while a handler still holds a request: the late
@@ -464,6 +621,49 @@ static void unprivileged_client(void)
 	_exit(0);
 }
 
+/*
+ * unprivileged_hog runs in a child as nobody: on 'o' it opens
+ * HOG_CONNECTIONS connections at once and says nothing on them, then
+ * reports "held refused": how many the server kept and how many it
+ * answered "busy"; it holds them until 'q'.  Raw syscalls only: no thread
+ * of the parent's can hold a lock the child would need.
+ */
+static void unprivileged_hog(void)
+{
+	char c;
+	int fds[HOG_CONNECTIONS];
+	int held = 0, refused = 0;
+	if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+	    setresuid(65534, 65534, 65534) != 0)
+		_exit(10);
+	if (read(t.hog_go[0], &c, 1) != 1 || c != 'o')
+		_exit(11);
+	for (int i = 0; i < HOG_CONNECTIONS; i++) {
+		fds[i] = raw_connect(t.sock);
+		if (fds[i] < 0)
+			_exit(12);
+	}
+	/* A refusal comes at once; a kept connection stays silent for a second at least. */
+	usleep(300 * 1000);
+	for (int i = 0; i < HOG_CONNECTIONS; i++) {
+		char buf[512];
+		ssize_t n = recv(fds[i], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		if (n > 0)
+			buf[n] = '\0';
+		if (n > 0 && strstr(buf, "\"busy\":true") != NULL)
+			refused++;
+		else if (n < 0 && errno == EAGAIN)
+			held++;
+	}
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%d %d\n", held, refused);
+	if (write(t.hog_out[1], line, (size_t)n) != n)
+		_exit(13);
+	if (read(t.hog_go[0], &c, 1) != 1 || c != 'q')
+		_exit(14);
+	_exit(0);
+}
+
 static void on_done(uv_async_t *a)
 {
 	admin_server_close(t.server);
@@ -485,8 +685,15 @@ static void test_server_and_client(void **state)
 	fclose(stale);
 
 	assert_int_equal(uv_loop_init(&t.loop), 0);
+	/* The client cap is sized from the descriptor limit in force at start. */
+	struct rlimit saved, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = TEST_NOFILE;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
 	assert_int_equal(admin_server_start(&t.loop, t.sock, table, N_TABLE, &t.loop, &t.server),
 	                 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	struct stat st;
 	assert_int_equal(stat(t.sock, &st), 0);
 	assert_true(S_ISSOCK(st.st_mode));
@@ -499,6 +706,12 @@ static void test_server_and_client(void **state)
 		assert_true(t.child >= 0);
 		if (t.child == 0)
 			unprivileged_client();
+		assert_int_equal(pipe(t.hog_go), 0);
+		assert_int_equal(pipe(t.hog_out), 0);
+		t.hog = fork();
+		assert_true(t.hog >= 0);
+		if (t.hog == 0)
+			unprivileged_hog();
 	}
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, client_thread, NULL), 0);
@@ -528,6 +741,16 @@ static void test_server_and_client(void **state)
 		         (int)t.child);
 		if (strstr(buf, want) == NULL)
 			fail_msg("log lacks '%s':\n%s", want, buf);
+		assert_true(WIFEXITED(t.hog_status));
+		assert_int_equal(WEXITSTATUS(t.hog_status), 0);
+		/* Hundreds of refusals or idle closes would not make hundreds of lines. */
+		int busy_lines = 0, idle_lines = 0;
+		for (const char *p = buf; (p = strstr(p, "clients connected (limit")) != NULL; p++)
+			busy_lines++;
+		for (const char *p = buf; (p = strstr(p, "no request within")) != NULL; p++)
+			idle_lines++;
+		assert_in_range(busy_lines, 1, 2);
+		assert_in_range(idle_lines, 1, 3);
 	}
 	unlink(t.log);
 	rmdir(t.dir);
@@ -701,12 +924,9 @@ int main(void)
 {
 	log_set_prefixes(false);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_arg_int),
-	    cmocka_unit_test(test_arg_address),
-	    cmocka_unit_test(test_arg_check),
-	    cmocka_unit_test(test_may_mutate),
-	    cmocka_unit_test(test_bad_path),
-	    cmocka_unit_test(test_server_and_client),
+	    cmocka_unit_test(test_arg_int),   cmocka_unit_test(test_arg_address),
+	    cmocka_unit_test(test_arg_check), cmocka_unit_test(test_may_mutate),
+	    cmocka_unit_test(test_bad_path),  cmocka_unit_test(test_server_and_client),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
