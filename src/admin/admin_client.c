@@ -44,8 +44,12 @@ static int wait_fd(int fd, short events, long long deadline)
 	}
 }
 
-/* client_connect opens a non-blocking connection to path; -1 with errno set. */
-static int client_connect(const char *path)
+/*
+ * client_connect opens a connection to path, waiting at most wait_ms for
+ * room in a full backlog, and makes it non-blocking; -1 with errno set
+ * (EAGAIN when the backlog stayed full).
+ */
+static int client_connect(const char *path, long long wait_ms)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -53,12 +57,22 @@ static int client_connect(const char *path)
 		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	/* Non-blocking: a full backlog must fail (EAGAIN), not hang the CLI. */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/*
+	 * A blocking connect bounded by SO_SNDTIMEO: when the backlog is full
+	 * the kernel queues us and wakes us as soon as the agent accepts one,
+	 * where retrying a non-blocking connect would lose the freed place to
+	 * whoever spins fastest.  (A zero SO_SNDTIMEO would mean no bound.)
+	 */
+	if (wait_ms < 1)
+		wait_ms = 1;
+	struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int err = errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+		int err = errno == EINPROGRESS || errno == EWOULDBLOCK ? EAGAIN : errno;
 		close(fd);
 		errno = err;
 		return -1;
@@ -151,9 +165,9 @@ static char *client_receive(int fd, long long deadline)
 
 /* call_once makes one exchange of line with the agent; NULL with errno and err on failure. */
 static cJSON *call_once(const char *path, const char *line, size_t len, long long deadline,
-                        int timeout_ms, char *err, size_t errlen)
+                        long long retry_until, int timeout_ms, char *err, size_t errlen)
 {
-	int fd = client_connect(path);
+	int fd = client_connect(path, retry_until - now_ms());
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT || e == ECONNREFUSED)
@@ -248,7 +262,8 @@ cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *
 	free(text);
 
 	for (;;) {
-		cJSON *reply = call_once(path, line, len + 1, deadline, timeout_ms, err, errlen);
+		cJSON *reply =
+		    call_once(path, line, len + 1, deadline, retry_until, timeout_ms, err, errlen);
 		int e = errno;
 		if (!worth_retrying(path, reply, e) || now_ms() + delay > retry_until) {
 			free(line);
