@@ -8,14 +8,19 @@
  * answering later from another callback -> WRITING one line -> closed.  The
  * connection struct embeds the admin_request, so it lives until both of its
  * handles went through their close callbacks and the handler has replied.
+ *
+ * Who gets a place and for how long is admin_guard.c's business.  libuv
+ * accepts for as long as connections are pending, which a client
+ * reconnecting in a loop can make forever; so after ADMIN_ACCEPT_BURST in
+ * one loop turn the server leaves the next one pending (libuv then stops
+ * watching the listener) until the loop has run its timers and other
+ * sockets once.  The permission rules are in admin_perm.c.
  */
-#define _GNU_SOURCE /* struct ucred, getgrouplist */
-#include "admin.h"
+#define _GNU_SOURCE /* struct ucred */
+#include "admin_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,44 +33,6 @@
 #include <unistd.h>
 
 #include "log.h"
-
-#define ADMIN_REQUEST_MAX (64 * 1024)        /* bytes of one request line */
-#define ADMIN_IDLE_MS     5000               /* a client must send its request within this */
-#define ADMIN_BACKLOG     16
-#define ADMIN_EFM_GROUP   "efm"
-
-struct admin_conn;
-
-struct admin_server {
-	uv_loop_t *loop;
-	uv_pipe_t listener;
-	char *path;
-	const struct admin_command *table;
-	size_t n_commands;
-	void *agent;
-	struct admin_conn *conns; /* every connection not yet freed, doubly linked */
-};
-
-struct admin_conn {
-	struct admin_request req; /* what the handler sees; valid until admin_reply */
-	struct admin_server *srv; /* NULL once the server has been closed */
-	struct admin_conn *prev, *next;
-	uv_pipe_t pipe;
-	uv_timer_t timer; /* closes a client that never sends its request */
-	uv_write_t write_req;
-	int open_handles;    /* handles whose close callback has not run yet */
-	bool closing;        /* conn_close was called */
-	bool got_request;    /* the request line is complete; later input is ignored */
-	bool awaiting_reply; /* the request is out to a handler (or an error reply) */
-	char *in;            /* request bytes received so far */
-	size_t in_len;
-	cJSON *body;     /* the parsed request; req points into it */
-	char *out;       /* the reply line being written */
-	char rbuf[4096]; /* libuv reads land here */
-	char who[64];    /* "uid 1000 pid 4242" for log lines */
-};
-
-static void conn_close(struct admin_conn *c);
 
 /* conn_maybe_free frees c once its handles are closed and no handler holds its request. */
 static void conn_maybe_free(struct admin_conn *c)
@@ -94,12 +61,13 @@ static void on_conn_handle_closed(uv_handle_t *h)
 	conn_maybe_free(c);
 }
 
-/* conn_close closes both handles of c (once); the request may still be out to a handler. */
-static void conn_close(struct admin_conn *c)
+/* admin_conn_close closes both handles of c (once); the request may still be out to a handler. */
+void admin_conn_close(struct admin_conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
+	admin_guard_release(c); /* uv_close closes the socket at once */
 	uv_close((uv_handle_t *)&c->pipe, on_conn_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
@@ -110,7 +78,7 @@ static void on_write_done(uv_write_t *w, int status)
 	struct admin_conn *c = w->data;
 	if (status < 0 && status != UV_ECANCELED)
 		log_fine("admin: client %s: reply not delivered: %s", c->who, uv_strerror(status));
-	conn_close(c);
+	admin_conn_close(c);
 }
 
 /* admin_reply sends reply as one line and closes; drops it if the client is gone. */
@@ -137,7 +105,7 @@ void admin_reply(struct admin_request *req, cJSON *reply)
 	if (c->out == NULL) {
 		log_severe("admin: client %s: out of memory rendering the reply", c->who);
 		free(text);
-		conn_close(c);
+		admin_conn_close(c);
 		return;
 	}
 	memcpy(c->out, text, len);
@@ -151,7 +119,7 @@ void admin_reply(struct admin_request *req, cJSON *reply)
 	int rc = uv_write(&c->write_req, (uv_stream_t *)&c->pipe, &buf, 1, on_write_done);
 	if (rc < 0) {
 		log_fine("admin: client %s: cannot send the reply: %s", c->who, uv_strerror(rc));
-		conn_close(c);
+		admin_conn_close(c);
 	}
 }
 
@@ -226,6 +194,15 @@ static void conn_dispatch(struct admin_conn *c)
 		                  req->command, ADMIN_EFM_GROUP);
 		return;
 	}
+	char why[512];
+	if (!admin_arg_check_json(req->command, req->args, &req->values, why, sizeof(why))) {
+		char more[96];
+		if (admin_log_limit(&c->srv->invalid_log, uv_now(c->srv->loop), more, sizeof(more)))
+			log_info("admin: client %s: \"%s\" refused: %s%s", c->who, req->command,
+			         why, more);
+		admin_reply_error(req, "%s: %s", req->command, why);
+		return;
+	}
 	log_fine("admin: client %s: %s", c->who, req->command);
 	/* The handler may free c (a synchronous reply to a vanished client): touch nothing after.
 	 */
@@ -277,7 +254,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 			return;
 		}
 		if (!c->got_request || nread != UV_EOF)
-			conn_close(c);
+			admin_conn_close(c);
 		/* EOF after the request: the peer may only have shut down its side; the write
 		 * tells. */
 		return;
@@ -292,19 +269,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	} else if (too_big) {
 		c->got_request = true;
 		uv_timer_stop(&c->timer);
-		log_warning("admin: client %s: request longer than %d bytes refused", c->who,
-		            ADMIN_REQUEST_MAX);
+		char more[96];
+		if (c->srv != NULL &&
+		    admin_log_limit(&c->srv->invalid_log, uv_now(c->srv->loop), more, sizeof(more)))
+			log_warning("admin: client %s: request longer than %d bytes refused%s",
+			            c->who, ADMIN_REQUEST_MAX, more);
 		c->awaiting_reply = true;
 		admin_reply_error(&c->req, "request too large (limit %d bytes)", ADMIN_REQUEST_MAX);
 	}
-}
-
-/* on_idle_timeout drops a client that connected but sent no complete request in time. */
-static void on_idle_timeout(uv_timer_t *t)
-{
-	struct admin_conn *c = t->data;
-	log_info("admin: client %s: no request within %d ms, closing", c->who, ADMIN_IDLE_MS);
-	conn_close(c);
 }
 
 /* conn_read_creds fills the request's uid/gid/pid from SO_PEERCRED. */
@@ -323,12 +295,36 @@ static bool conn_read_creds(struct admin_conn *c)
 	return true;
 }
 
-/* on_connection accepts a client and starts reading its request. */
+static void on_pause_end(uv_timer_t *t);
+
+/* take_turn counts a client against this loop turn's burst; false when it must wait. */
+static bool take_turn(struct admin_server *s)
+{
+	uint64_t now = uv_now(s->loop);
+	if (now != s->turn_ms) {
+		s->turn_ms = now;
+		s->turn_accepts = 0;
+	}
+	if (s->turn_accepts >= ADMIN_ACCEPT_BURST) {
+		if (!uv_is_active((uv_handle_t *)&s->pause))
+			uv_timer_start(&s->pause, on_pause_end, 0, 0);
+		return false;
+	}
+	s->turn_accepts++;
+	return true;
+}
+
+/* on_connection accepts a client and starts reading its request, or refuses it at the cap. */
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct admin_server *s = listener->data;
+	if (status >= 0 && !take_turn(s))
+		return; /* left pending: on_pause_end takes it */
 	if (status < 0) {
-		log_warning("admin %s: accept failed: %s", s->path, uv_strerror(status));
+		char more[96];
+		if (admin_log_limit(&s->accept_log, uv_now(s->loop), more, sizeof(more)))
+			log_warning("admin %s: accept failed: %s%s", s->path, uv_strerror(status),
+			            more);
 		return;
 	}
 	struct admin_conn *c = calloc(1, sizeof(*c));
@@ -352,29 +348,49 @@ static void on_connection(uv_stream_t *listener, int status)
 	int rc = uv_accept(listener, (uv_stream_t *)&c->pipe);
 	if (rc < 0) {
 		log_warning("admin %s: accept failed: %s", s->path, uv_strerror(rc));
-		conn_close(c);
+		admin_conn_close(c);
 		return;
 	}
 	if (!conn_read_creds(c)) {
 		log_warning("admin %s: cannot read the client's credentials: %s", s->path,
 		            strerror(errno));
-		conn_close(c);
+		admin_conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->timer, on_idle_timeout, ADMIN_IDLE_MS, 0);
+	if (!admin_guard_admit(s, c))
+		return;
+	admin_guard_watch_idle(c);
 	rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 	if (rc < 0) {
 		log_warning("admin: client %s: cannot read: %s", c->who, uv_strerror(rc));
-		conn_close(c);
+		admin_conn_close(c);
 	}
 }
 
-/* on_listener_closed frees the server once its listening handle is closed. */
-static void on_listener_closed(uv_handle_t *h)
+/* on_pause_end takes the client left pending after a burst, which resumes accepting. */
+static void on_pause_end(uv_timer_t *t)
+{
+	struct admin_server *s = t->data;
+	s->turn_accepts = 0;
+	s->turn_ms = uv_now(s->loop);
+	on_connection((uv_stream_t *)&s->listener, 0);
+}
+
+/* on_server_handle_closed frees the server once its listener and timer are closed. */
+static void on_server_handle_closed(uv_handle_t *h)
 {
 	struct admin_server *s = h->data;
+	if (--s->open_handles > 0)
+		return;
 	free(s->path);
 	free(s);
+}
+
+/* close_server_handles closes the listener (and any client left pending) and the timer. */
+static void close_server_handles(struct admin_server *s)
+{
+	uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+	uv_close((uv_handle_t *)&s->pause, on_server_handle_closed);
 }
 
 /* admin_server_start binds and listens on path; see admin.h. */
@@ -407,21 +423,29 @@ int admin_server_start(uv_loop_t *loop, const char *path, const struct admin_com
 	s->table = table;
 	s->n_commands = n_commands;
 	s->agent = agent;
+	s->cap = admin_guard_cap();
+	s->cap_others = s->cap - s->cap / 4;
 	uv_pipe_init(loop, &s->listener, 0);
 	s->listener.data = s;
+	uv_timer_init(loop, &s->pause);
+	s->pause.data = s;
+	s->open_handles = 2;
 
 	int rc = uv_pipe_bind(&s->listener, path);
 	if (rc == 0 && chmod(path, 0666) != 0)
 		rc = -errno;
+	/* A short backlog turns a burst of connects into EAGAIN for the operator's efm. */
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&s->listener, ADMIN_BACKLOG, on_connection);
+		rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_connection);
 	if (rc < 0) {
 		log_severe("admin %s: cannot listen: %s", path, uv_strerror(rc));
 		unlink(path);
-		uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+		close_server_handles(s);
 		return rc;
 	}
-	log_config("admin %s: listening", path);
+	log_config("admin %s: listening (at most %u clients at once, %u of them for users other "
+	           "than root and the agent's)",
+	           path, s->cap, s->cap_others);
 	*out = s;
 	return 0;
 }
@@ -435,64 +459,10 @@ void admin_server_close(struct admin_server *s)
 		struct admin_conn *next = c->next;
 		c->srv = NULL; /* it outlives the server only to absorb a late admin_reply */
 		c->prev = c->next = NULL;
-		conn_close(c);
+		admin_conn_close(c);
 		c = next;
 	}
 	s->conns = NULL;
 	unlink(s->path);
-	uv_close((uv_handle_t *)&s->listener, on_listener_closed);
-}
-
-/* group_id_of looks up a group's id; false when it does not exist. */
-static bool group_id_of(const char *name, gid_t *out)
-{
-	struct group grp, *found = NULL;
-	char buf[16384];
-	if (getgrnam_r(name, &grp, buf, sizeof(buf), &found) != 0 || found == NULL)
-		return false;
-	*out = grp.gr_gid;
-	return true;
-}
-
-/* user_in_group tells whether uid's supplementary groups include gid. */
-static bool user_in_group(uid_t uid, gid_t gid)
-{
-	struct passwd pw, *found = NULL;
-	char buf[16384];
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
-		return false;
-	gid_t small[64];
-	gid_t *groups = small;
-	int n = (int)(sizeof(small) / sizeof(small[0]));
-	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0) {
-		/* n now holds the number needed. */
-		groups = calloc((size_t)n, sizeof(*groups));
-		if (groups == NULL || getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0) {
-			free(groups);
-			return false;
-		}
-	}
-	bool member = false;
-	for (int i = 0; i < n; i++)
-		if (groups[i] == gid)
-			member = true;
-	if (groups != small)
-		free(groups);
-	return member;
-}
-
-/*
- * admin_caller_may_mutate: root, the agent's euid, or group "efm".  The
- * group lookups go through NSS and may block (LDAP, sssd); they run only for
- * mutating commands, which are rare and operator-driven, so the stall is an
- * accepted cost rather than something a status poll can trigger.
- */
-bool admin_caller_may_mutate(uid_t uid, gid_t gid)
-{
-	if (uid == 0 || uid == geteuid())
-		return true;
-	gid_t efm_gid;
-	if (!group_id_of(ADMIN_EFM_GROUP, &efm_gid))
-		return false;
-	return gid == efm_gid || user_in_group(uid, efm_gid);
+	close_server_handles(s);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,8 +44,12 @@ static int wait_fd(int fd, short events, long long deadline)
 	}
 }
 
-/* client_connect opens a non-blocking connection to path; -1 with errno set. */
-static int client_connect(const char *path)
+/*
+ * client_connect opens a connection to path, waiting at most wait_ms for
+ * room in a full backlog, and makes it non-blocking; -1 with errno set
+ * (EAGAIN when the backlog stayed full).
+ */
+static int client_connect(const char *path, long long wait_ms)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -52,12 +57,22 @@ static int client_connect(const char *path)
 		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	/* Non-blocking: a full backlog must fail (EAGAIN), not hang the CLI. */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/*
+	 * A blocking connect bounded by SO_SNDTIMEO: when the backlog is full
+	 * the kernel queues us and wakes us as soon as the agent accepts one,
+	 * where retrying a non-blocking connect would lose the freed place to
+	 * whoever spins fastest.  (A zero SO_SNDTIMEO would mean no bound.)
+	 */
+	if (wait_ms < 1)
+		wait_ms = 1;
+	struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int err = errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+		int err = errno == EINPROGRESS || errno == EWOULDBLOCK ? EAGAIN : errno;
 		close(fd);
 		errno = err;
 		return -1;
@@ -148,11 +163,11 @@ static char *client_receive(int fd, long long deadline)
 	}
 }
 
-/* admin_call sends request to the agent at path and returns its reply; see admin.h. */
-cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *err, size_t errlen)
+/* call_once makes one exchange of line with the agent; NULL with errno and err on failure. */
+static cJSON *call_once(const char *path, const char *line, size_t len, long long deadline,
+                        long long retry_until, int timeout_ms, char *err, size_t errlen)
 {
-	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-	int fd = client_connect(path);
+	int fd = client_connect(path, retry_until - now_ms());
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT || e == ECONNREFUSED)
@@ -165,27 +180,15 @@ cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *
 		errno = e;
 		return NULL;
 	}
-
-	char *text = cJSON_PrintUnformatted(request);
-	size_t len = text != NULL ? strlen(text) : 0;
-	char *line = text != NULL ? malloc(len + 2) : NULL;
-	if (line == NULL) {
-		free(text);
-		close(fd);
-		snprintf(err, errlen, "out of memory");
-		errno = ENOMEM;
-		return NULL;
-	}
-	memcpy(line, text, len);
-	line[len] = '\n';
-	line[len + 1] = '\0';
-	free(text);
-
-	bool sent = client_send(fd, line, len + 1, deadline);
+	bool sent = client_send(fd, line, len, deadline);
 	int e = errno;
-	free(line);
-	char *reply = sent ? client_receive(fd, deadline) : NULL;
-	if (sent)
+	/*
+	 * An agent that refuses us (busy) answers and closes at once, maybe
+	 * before our request is out: its answer is still there to read.
+	 */
+	bool hung_up = !sent && (e == EPIPE || e == ECONNRESET);
+	char *reply = sent || hung_up ? client_receive(fd, deadline) : NULL;
+	if (sent || (hung_up && reply != NULL))
 		e = errno;
 	close(fd);
 	if (reply == NULL) {
@@ -212,4 +215,63 @@ cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *
 		return NULL;
 	}
 	return j;
+}
+
+/*
+ * worth_retrying: the agent is there but could not take us just now.  A
+ * socket file nobody listens on (ECONNREFUSED) is an agent restarting, or a
+ * dead one; only the bounded retry tells them apart.
+ */
+static bool worth_retrying(const char *path, const cJSON *reply, int e)
+{
+	struct stat st;
+	if (reply != NULL)
+		return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "busy"));
+	return e == EAGAIN || (e == ECONNREFUSED && stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+}
+
+/* pause_ms sleeps ms milliseconds (the client may block; the agent never does). */
+static void pause_ms(long long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* admin_call sends request to the agent at path and returns its reply; see admin.h. */
+cJSON *admin_call(const char *path, const cJSON *request, int timeout_ms, char *err, size_t errlen)
+{
+	long long start = now_ms();
+	long long deadline = start + (timeout_ms > 0 ? timeout_ms : 0);
+	long long retry_until =
+	    start + ADMIN_RETRY_MS < deadline ? start + ADMIN_RETRY_MS : deadline;
+	long long delay = 10; /* ms before the next attempt, doubling up to 250 */
+
+	char *text = cJSON_PrintUnformatted(request);
+	size_t len = text != NULL ? strlen(text) : 0;
+	char *line = text != NULL ? malloc(len + 2) : NULL;
+	if (line == NULL) {
+		free(text);
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(line, text, len);
+	line[len] = '\n';
+	line[len + 1] = '\0';
+	free(text);
+
+	for (;;) {
+		cJSON *reply =
+		    call_once(path, line, len + 1, deadline, retry_until, timeout_ms, err, errlen);
+		int e = errno;
+		if (!worth_retrying(path, reply, e) || now_ms() + delay > retry_until) {
+			free(line);
+			errno = e;
+			return reply;
+		}
+		cJSON_Delete(reply);
+		pause_ms(delay);
+		delay = delay * 2 < 250 ? delay * 2 : 250;
+	}
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -533,6 +534,28 @@ static bool start_services(struct agent *a)
 	return true;
 }
 
+/*
+ * raise_nofile lifts the soft descriptor limit to the hard one: every admin
+ * client, database probe and peer link takes a descriptor, and a monitor
+ * that cannot get one learns nothing about its database.  The admin server
+ * sizes its client cap from the limit in force, so this runs before it.
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warning("agent: cannot raise the open file limit from %llu to %llu: %s",
+		            (unsigned long long)was, (unsigned long long)rl.rlim_max,
+		            strerror(errno));
+	else
+		log_config("agent: open file limit raised from %llu to %llu",
+		           (unsigned long long)was, (unsigned long long)rl.rlim_max);
+}
+
 static void free_agent(struct agent *a)
 {
 	if (a->cfg != a->start_cfg)
@@ -580,6 +603,7 @@ int agent_run(const char *cluster, const struct agent_paths *paths)
 
 	/* A peer closing a socket must be an error return, not a dead agent. */
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	a.loop = &loop;

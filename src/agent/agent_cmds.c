@@ -195,7 +195,7 @@ static void on_resume_probe(void *arg, const struct db_probe_result *r)
 		    other);
 		return;
 	}
-	dbmon_resume(a->mon);
+	dbmon_resume(a->mon, &r->sample);
 	agent_set_type(a, master ? NODE_MASTER : NODE_STANDBY,
 	               master ? "efm resume: pg_is_in_recovery() is false"
 	                      : "efm resume: pg_is_in_recovery() is true");

@@ -41,10 +41,6 @@ int cli_usage_error(const struct cli_ctx *ctx, const char *fmt, ...)
 
 /* cli_valid_cluster: letters, digits, '-', '_', '.', not starting with '.', <= 64 bytes. */
 bool cli_valid_cluster(const char *name);
-/* cli_valid_address: an IPv4/IPv6 address or host name, optionally with ":port". */
-bool cli_valid_address(const char *text);
-/* cli_parse_priority: a positive decimal integer up to 1000000. */
-bool cli_parse_priority(const char *text, int *out);
 
 /*
  * cli_request sends {"command": ..., "args": [...]} to CLUSTER's agent and

@@ -4,10 +4,8 @@
  */
 #include "cli.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +13,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "admin_arg.h"
 #include "status.h"
 
 /* cli_error prints "efm: message" on stderr. */
@@ -49,91 +48,6 @@ bool cli_valid_cluster(const char *name)
 	for (const char *p = name; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
 			return false;
-	return true;
-}
-
-/* valid_port: a decimal port 1..65535. */
-static bool valid_port(const char *s)
-{
-	if (*s == '\0' || strlen(s) > 5)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!isdigit((unsigned char)*p))
-			return false;
-	long v = strtol(s, NULL, 10);
-	return v >= 1 && v <= 65535;
-}
-
-/* valid_hostname: RFC 1123 labels; all-numeric names must be real IPv4 addresses. */
-static bool valid_hostname(const char *s)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > 253)
-		return false;
-	bool numeric = true;
-	size_t label = 0;
-	for (const char *p = s; *p; p++) {
-		if (*p == '.') {
-			if (label == 0 || p[-1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)*p) && *p != '-')
-			return false;
-		if (*p == '-' && label == 0)
-			return false;
-		if (!isdigit((unsigned char)*p))
-			numeric = false;
-		if (++label > 63)
-			return false;
-	}
-	if (label == 0 || s[len - 1] == '-')
-		return false;
-	if (numeric) {
-		struct in_addr a4;
-		return inet_pton(AF_INET, s, &a4) == 1;
-	}
-	return true;
-}
-
-/* cli_valid_address: "10.0.1.9", "10.0.1.9:7800", "db1", "::1", "[::1]:7800". */
-bool cli_valid_address(const char *text)
-{
-	char buf[300];
-	struct in6_addr a6;
-	if (snprintf(buf, sizeof(buf), "%s", text) >= (int)sizeof(buf))
-		return false;
-	if (inet_pton(AF_INET6, buf, &a6) == 1)
-		return true;
-	if (buf[0] == '[') {
-		char *end = strchr(buf, ']');
-		if (end == NULL || end[1] != ':' || !valid_port(end + 2))
-			return false;
-		*end = '\0';
-		return inet_pton(AF_INET6, buf + 1, &a6) == 1;
-	}
-	char *colon = strchr(buf, ':');
-	if (colon != NULL) {
-		if (!valid_port(colon + 1))
-			return false;
-		*colon = '\0';
-	}
-	return valid_hostname(buf);
-}
-
-/* cli_parse_priority: a positive decimal integer up to 1000000. */
-bool cli_parse_priority(const char *text, int *out)
-{
-	if (*text == '\0' || strlen(text) > 7)
-		return false;
-	for (const char *p = text; *p; p++)
-		if (!isdigit((unsigned char)*p))
-			return false;
-	long v = strtol(text, NULL, 10);
-	if (v < 1 || v > 1000000)
-		return false;
-	*out = (int)v;
 	return true;
 }
 
@@ -285,17 +199,26 @@ static int run_command(const struct cli_ctx *ctx, const char *cluster, int nargs
 	return rc;
 }
 
+/* check_args applies the agent's own argument checks before asking it. */
+static bool check_args(const struct cli_ctx *ctx, int nargs, char *const *args,
+                       struct admin_arg_values *v, int *rc)
+{
+	char why[512];
+	if (admin_arg_check(ctx->command, nargs, (const char *const *)args, v, why, sizeof(why)))
+		return true;
+	*rc = cli_usage_error(ctx, "%s", why);
+	return false;
+}
+
 /* cli_node_change: add-node/allow-node CLUSTER ADDRESS [PRIORITY], remove-/disallow-node. */
 int cli_node_change(const struct cli_ctx *ctx, int argc, char **argv)
 {
-	int prio;
+	struct admin_arg_values v;
+	int rc;
 	if (!cli_valid_cluster(argv[0]))
 		return cli_usage_error(ctx, "invalid cluster name \"%s\"", argv[0]);
-	if (!cli_valid_address(argv[1]))
-		return cli_usage_error(ctx, "invalid address \"%s\"", argv[1]);
-	if (argc > 2 && !cli_parse_priority(argv[2], &prio))
-		return cli_usage_error(ctx, "invalid priority \"%s\": expected a positive integer",
-		                       argv[2]);
+	if (!check_args(ctx, argc - 1, argv + 1, &v, &rc))
+		return rc;
 	return run_command(ctx, argv[0], argc - 1, argv + 1);
 }
 
@@ -309,14 +232,14 @@ int cli_set_priority(const struct cli_ctx *ctx, int argc, char **argv)
 int cli_promote(const struct cli_ctx *ctx, int argc, char **argv)
 {
 	char *sw[] = {"-switchover"};
+	struct admin_arg_values v;
+	int rc;
 	if (!cli_valid_cluster(argv[0]))
 		return cli_usage_error(ctx, "invalid cluster name \"%s\"", argv[0]);
-	if (argc > 1) {
-		if (strcmp(argv[1], "-switchover") != 0 && strcmp(argv[1], "--switchover") != 0)
-			return cli_usage_error(ctx, "unexpected argument \"%s\"", argv[1]);
-		return run_command(ctx, argv[0], 1, sw);
-	}
-	return run_command(ctx, argv[0], 0, NULL);
+	if (!check_args(ctx, argc - 1, argv + 1, &v, &rc))
+		return rc;
+	/* One spelling on the wire, whichever the operator typed. */
+	return run_command(ctx, argv[0], v.switchover ? 1 : 0, v.switchover ? sw : NULL);
 }
 
 /* cli_simple: commands that take only the cluster name (resume, stop-cluster). */

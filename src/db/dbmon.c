@@ -6,6 +6,12 @@
  * local.timeout seconds after every successful check (and at start), and
  * when it fires the monitor abandons whatever check runs and makes the
  * final check on a fresh connection, bounded by local.timeout.final.
+ *
+ * Only evidence that the database is not serving declares it failed: no
+ * answer, a refused or lost connection, a shutdown.  A server that answers
+ * "too many clients" is alive and serving others, and an agent that cannot
+ * open a socket has learnt nothing about the database; in both cases the
+ * final check cannot decide, and the monitor says so and keeps watching.
  */
 #include "dbmon.h"
 
@@ -54,7 +60,10 @@ struct dbmon {
 	int attempts;          /* checks begun since the last success */
 
 	struct dbmon_status st;
-	bool warned; /* a failure was logged at warning since the last success */
+	bool warned;    /* a failure was logged at warning since the last success */
+	bool undecided; /* a final check could not decide since the last success */
+	dbmon_alert_cb alert;
+	void *alert_arg;
 
 	void (*done)(void *arg);
 	void *done_arg;
@@ -105,17 +114,55 @@ static void arm_deadline(struct dbmon *m);
 /* on_period starts the periodic check unless one runs or the monitor waits on its final check. */
 static void on_period(uv_timer_t *t);
 
+/* db_error_verdict: only a server that answered, or an agent that could not ask, is not evidence.
+ */
+enum db_verdict db_error_verdict(enum db_conn_error e)
+{
+	switch (e) {
+	case DB_ERR_TOO_MANY_CONNECTIONS:
+	case DB_ERR_SERVER_OUT_OF_MEMORY:
+	case DB_ERR_STARTING_UP:
+		return DB_VERDICT_BUSY;
+	case DB_ERR_AGENT_RESOURCES:
+		return DB_VERDICT_AGENT;
+	default:
+		return DB_VERDICT_DOWN;
+	}
+}
+
+const char *db_verdict_text(enum db_verdict v)
+{
+	switch (v) {
+	case DB_VERDICT_BUSY:
+		return "the server is alive but cannot be checked";
+	case DB_VERDICT_AGENT:
+		return "this agent's own trouble, not the database's";
+	case DB_VERDICT_DOWN:
+		break;
+	}
+	return "evidence of failure";
+}
+
+/* record_ok makes s the latest successful check; true when the role differs from before. */
+static bool record_ok(struct dbmon *m, const struct db_sample *s)
+{
+	enum db_role prev = m->st.last.role; /* DB_ROLE_UNKNOWN until the first success */
+	m->st.last_ok = true;
+	m->st.unverified = false;
+	m->st.last = *s;
+	m->st.last_ok_ms = uv_now(m->loop);
+	m->warned = false;
+	m->undecided = false;
+	m->attempts = 0;
+	return prev != DB_ROLE_UNKNOWN && prev != s->role;
+}
+
 /* check_ok records a successful check and moves the phase on. */
 static void check_ok(struct dbmon *m, const struct db_sample *s)
 {
-	enum db_role prev = m->st.checks > 0 ? m->st.last.role : DB_ROLE_UNKNOWN;
-	bool role_changed = prev != DB_ROLE_UNKNOWN && prev != s->role;
-	m->st.last_ok = true;
-	m->st.last = *s;
-	m->st.last_ok_ms = uv_now(m->loop);
+	enum db_role prev = m->st.last.role;
+	bool role_changed = record_ok(m, s);
 	m->st.checks++;
-	m->warned = false;
-	m->attempts = 0;
 	if (s->role == DB_ROLE_MASTER)
 		log_fine("%s: check ok: master at %s", m->label, s->current_lsn);
 	else
@@ -157,11 +204,43 @@ static void check_ok(struct dbmon *m, const struct db_sample *s)
 		emit(m, DBMON_ROLE_CHANGED);
 }
 
+/*
+ * final_undecided: the final check found a server that would not serve it,
+ * or could not be made at all.  That is no evidence of a failure: say so
+ * (once per episode, and raise the alert), then start a new local.timeout.
+ */
+static void final_undecided(struct dbmon *m, enum db_verdict v, enum db_conn_error err,
+                            const char *msg)
+{
+	m->st.timing_out = false;
+	m->st.unverified = true;
+	set_phase(m, MON_WATCHING);
+	arm_deadline(m);
+	if (m->undecided) {
+		log_fine("%s: final check undecided again (%s; %s): %s", m->label,
+		         pgconn_error_name(err), db_verdict_text(v), msg);
+		return;
+	}
+	m->undecided = true;
+	if (v == DB_VERDICT_AGENT)
+		log_severe("%s: final check could not be made (%s): %s; %s: not declared failed, "
+		           "monitoring continues",
+		           m->label, pgconn_error_name(err), msg, db_verdict_text(v));
+	else
+		log_warning("%s: final check: %s (%s): %s; not declared failed, monitoring "
+		            "continues",
+		            m->label, db_verdict_text(v), pgconn_error_name(err), msg);
+	if (m->alert != NULL)
+		m->alert(m->alert_arg, v, &m->st);
+}
+
 /* check_failed records a failed check (conn already dropped) and moves the phase on. */
 static void check_failed(struct dbmon *m, enum db_conn_error err, const char *msg)
 {
+	enum db_verdict v = db_error_verdict(err);
 	m->st.last_ok = false;
 	m->st.conn_error = err;
+	m->st.verdict = v;
 	snprintf(m->st.error, sizeof(m->st.error), "%s", msg);
 
 	switch (m->phase) {
@@ -174,22 +253,30 @@ static void check_failed(struct dbmon *m, enum db_conn_error err, const char *ms
 		emit(m, DBMON_START_FAILED);
 		return;
 	case MON_FINAL:
-		log_severe("%s: final check failed (%s): %s; database declared failed", m->label,
-		           pgconn_error_name(err), msg);
+		if (v != DB_VERDICT_DOWN) {
+			final_undecided(m, v, err, msg);
+			return;
+		}
+		log_severe("%s: final check failed, %s (%s): %s; database declared failed",
+		           m->label, db_verdict_text(v), pgconn_error_name(err), msg);
 		m->st.timing_out = false;
+		m->st.unverified = false;
 		m->st.failed = true;
 		set_phase(m, MON_FAILED);
 		emit(m, DBMON_FAILED);
 		return;
 	default:
-		if (!m->warned) {
-			log_warning("%s: check failed (%s): %s", m->label, pgconn_error_name(err),
-			            msg);
-			m->warned = true;
+		if (m->warned) {
+			log_fine("%s: check failed (%s; %s): %s", m->label, pgconn_error_name(err),
+			         db_verdict_text(v), msg);
+		} else if (v == DB_VERDICT_AGENT) {
+			log_severe("%s: check could not be made (%s): %s; %s", m->label,
+			           pgconn_error_name(err), msg, db_verdict_text(v));
 		} else {
-			log_fine("%s: check failed (%s): %s", m->label, pgconn_error_name(err),
-			         msg);
+			log_warning("%s: check failed (%s; %s): %s", m->label,
+			            pgconn_error_name(err), db_verdict_text(v), msg);
 		}
+		m->warned = true;
 		return;
 	}
 }
@@ -277,7 +364,8 @@ static void check_begin(struct dbmon *m, uint64_t bound_ms)
 		m->in_flight = false;
 		/* Out of memory: report it like any failed check, from the next tick. */
 		m->st.last_ok = false;
-		m->st.conn_error = DB_ERR_OTHER;
+		m->st.conn_error = DB_ERR_AGENT_RESOURCES;
+		m->st.verdict = DB_VERDICT_AGENT;
 		snprintf(m->st.error, sizeof(m->st.error), "out of memory opening a connection");
 		log_warning("%s: %s", m->label, m->st.error);
 	}
@@ -312,6 +400,7 @@ static void on_deadline(uv_timer_t *t)
 		/* The check that hangs is the reason; say so in the status. */
 		m->st.last_ok = false;
 		m->st.conn_error = DB_ERR_TIMEOUT;
+		m->st.verdict = DB_VERDICT_DOWN;
 		snprintf(m->st.error, sizeof(m->st.error), "no answer within local.timeout (%d s)",
 		         m->cfg->local_timeout_s);
 	}
@@ -370,18 +459,29 @@ int dbmon_start(struct dbmon *m)
 	return 0;
 }
 
-/* dbmon_resume clears the latched failure and checks at once. */
-void dbmon_resume(struct dbmon *m)
+/* dbmon_set_alert installs the hook told of final checks that could not decide. */
+void dbmon_set_alert(struct dbmon *m, dbmon_alert_cb cb, void *arg)
+{
+	m->alert = cb;
+	m->alert_arg = arg;
+}
+
+/* dbmon_resume clears the latched failure, taking the caller's check as the latest. */
+void dbmon_resume(struct dbmon *m, const struct db_sample *seen)
 {
 	if (m->phase != MON_FAILED)
 		return;
 	log_info("%s: monitoring resumed", m->label);
+	/*
+	 * A check begun while the database was down may still end in a failure
+	 * and would then overwrite what seen proves; it is older news.
+	 */
+	drop_conn(m);
 	m->st.failed = false;
 	m->st.timing_out = false;
+	(void)record_ok(m, seen);
 	set_phase(m, MON_WATCHING);
 	arm_deadline(m);
-	if (!m->in_flight)
-		check_begin(m, secs_ms(m->cfg->local_timeout_s));
 }
 
 /* dbmon_status is the monitor's current view, for the status report. */

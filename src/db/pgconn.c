@@ -11,8 +11,6 @@
  * handles are allocated on their own and freed by their own close callback,
  * because connecting replaces them (see watch()).
  */
-/* strcasestr */
-#define _GNU_SOURCE
 #include "pgconn.h"
 
 #include <arpa/inet.h>
@@ -61,6 +59,7 @@ struct pgconn {
 	/* The result being collected while QUERYING. */
 	PGresult *result;
 	char query_error[512]; /* first error result's message, "" when none */
+	char query_sqlstate[6]; /* and its SQLSTATE, "" when none */
 
 	int server_version;
 	unsigned gen; /* counts steps ended (callbacks made) */
@@ -119,68 +118,6 @@ enum pgconn_state pgconn_state(const struct pgconn *c)
 int pgconn_server_version(const struct pgconn *c)
 {
 	return c->server_version;
-}
-
-/* pgconn_one_line flattens a libpq message (it may span lines) for a single log line. */
-void pgconn_one_line(const char *msg, char *out, size_t outlen)
-{
-	if (outlen == 0)
-		return;
-	size_t n = 0;
-	bool space = false;
-	for (const char *p = msg; *p != '\0' && n + 1 < outlen; p++) {
-		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
-			space = n > 0;
-			continue;
-		}
-		if (space) {
-			out[n++] = ' ';
-			space = false;
-			if (n + 1 >= outlen)
-				break;
-		}
-		out[n++] = *p;
-	}
-	out[n] = '\0';
-}
-
-/* pgconn_classify sorts a connection failure into the guide's "Unable to connect" reasons. */
-enum db_conn_error pgconn_classify(const char *msg)
-{
-	if (strcasestr(msg, "too many clients") != NULL ||
-	    strcasestr(msg, "too many connections") != NULL ||
-	    strcasestr(msg, "remaining connection slots are reserved") != NULL)
-		return DB_ERR_TOO_MANY_CONNECTIONS;
-	if (strcasestr(msg, "password authentication failed") != NULL ||
-	    strcasestr(msg, "no password supplied") != NULL)
-		return DB_ERR_BAD_PASSWORD;
-	if (strcasestr(msg, "no pg_hba.conf entry") != NULL ||
-	    strcasestr(msg, "permission denied") != NULL ||
-	    strcasestr(msg, "authentication failed") != NULL ||
-	    ((strcasestr(msg, "role \"") != NULL || strcasestr(msg, "database \"") != NULL) &&
-	     strcasestr(msg, "does not exist") != NULL))
-		return DB_ERR_BAD_AUTHORIZATION;
-	return DB_ERR_OTHER;
-}
-
-/* pgconn_error_name is a short name of e for log lines. */
-const char *pgconn_error_name(enum db_conn_error e)
-{
-	switch (e) {
-	case DB_ERR_NONE:
-		return "none";
-	case DB_ERR_TOO_MANY_CONNECTIONS:
-		return "too many connections";
-	case DB_ERR_BAD_PASSWORD:
-		return "bad password";
-	case DB_ERR_BAD_AUTHORIZATION:
-		return "bad authorization";
-	case DB_ERR_TIMEOUT:
-		return "timeout";
-	case DB_ERR_OTHER:
-		break;
-	}
-	return "other";
 }
 
 /* on_poll_close frees a poll handle; it never touches its former owner. */
@@ -248,7 +185,13 @@ static void fail(struct pgconn *c, enum db_conn_error err, const char *msg)
 {
 	enum pgconn_state was = c->state;
 	char line[512];
-	pgconn_one_line(msg, line, sizeof(line));
+	char text[512];
+	/* A verbose error ends with the server's source location: no use to an operator. */
+	snprintf(text, sizeof(text), "%s", msg);
+	char *loc = strstr(text, "\nLOCATION:");
+	if (loc != NULL)
+		*loc = '\0';
+	pgconn_one_line(text, line, sizeof(line));
 	if (line[0] == '\0')
 		snprintf(line, sizeof(line), "unknown libpq error");
 	drop_pg(c);
@@ -322,6 +265,8 @@ static void connect_step(struct pgconn *c)
 			return;
 		}
 		c->server_version = PQserverVersion(c->pg);
+		/* Query errors carry their SQLSTATE in the result; keep their text plain. */
+		PQsetErrorVerbosity(c->pg, PQERRORS_DEFAULT);
 		if (c->poll != NULL)
 			uv_poll_stop(&c->poll->handle);
 		uv_timer_stop(&c->timer);
@@ -334,7 +279,7 @@ static void connect_step(struct pgconn *c)
 		char msg[128];
 		snprintf(msg, sizeof(msg), "cannot watch the connection socket: %s",
 		         uv_strerror(rc));
-		fail(c, DB_ERR_OTHER, msg);
+		fail(c, pgconn_classify_uv(rc), msg);
 	}
 }
 
@@ -361,9 +306,17 @@ static void start_connect(struct pgconn *c)
 	set_state(c, PGCONN_CONNECTING);
 	c->pg = PQconnectStartParams(kw, val, 0);
 	if (c->pg == NULL) {
-		fail_later(c, DB_ERR_OTHER, "out of memory starting a connection");
+		fail_later(c, DB_ERR_AGENT_RESOURCES, "out of memory starting a connection");
 		return;
 	}
+	/*
+	 * libpq keeps no SQLSTATE of a refused connection, but a verbose
+	 * message carries it ("FATAL:  53300: ..."), and the failure detector
+	 * needs it: "too many clients" and "shutting down" mean opposite things.
+	 * The server's reply is read by later PQconnectPoll calls, so this is in
+	 * time.
+	 */
+	PQsetErrorVerbosity(c->pg, PQERRORS_VERBOSE);
 	if (PQstatus(c->pg) == CONNECTION_BAD) {
 		fail_later(c, pgconn_classify(PQerrorMessage(c->pg)), PQerrorMessage(c->pg));
 		return;
@@ -374,7 +327,7 @@ static void start_connect(struct pgconn *c)
 		char msg[128];
 		snprintf(msg, sizeof(msg), "cannot watch the connection socket: %s",
 		         uv_strerror(rc));
-		fail_later(c, DB_ERR_OTHER, msg);
+		fail_later(c, pgconn_classify_uv(rc), msg);
 	}
 }
 
@@ -405,7 +358,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		snprintf(msg, sizeof(msg), "could not resolve host \"%s\": %s", c->host,
 		         uv_strerror(status));
 		uv_freeaddrinfo(res);
-		fail(c, DB_ERR_OTHER, msg);
+		fail(c, pgconn_classify_uv(status), msg);
 		return;
 	}
 	int rc = uv_ip_name(res->ai_addr, c->hostaddr, sizeof(c->hostaddr));
@@ -466,7 +419,7 @@ struct pgconn *pgconn_open(uv_loop_t *loop, const char *label, const struct pgco
 		char msg[EFM_HOST_MAX + 64];
 		snprintf(msg, sizeof(msg), "could not resolve host \"%s\": %s", c->host,
 		         uv_strerror(rc));
-		fail_later(c, DB_ERR_OTHER, msg);
+		fail_later(c, pgconn_classify_uv(rc), msg);
 		return c;
 	}
 	c->gai_pending = true;
@@ -480,7 +433,7 @@ static void query_done(struct pgconn *c)
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s",
 		         c->query_error[0] != '\0' ? c->query_error : "query returned no result");
-		fail(c, DB_ERR_OTHER, msg);
+		fail(c, pgconn_classify_sqlstate(c->query_sqlstate, msg), msg);
 		return;
 	}
 	PGresult *res = c->result;
@@ -501,13 +454,13 @@ static void query_step(struct pgconn *c, int events)
 	int flush = 0;
 	if (events & UV_READABLE) {
 		if (PQconsumeInput(c->pg) == 0) {
-			fail(c, DB_ERR_OTHER, PQerrorMessage(c->pg));
+			fail(c, pgconn_classify(PQerrorMessage(c->pg)), PQerrorMessage(c->pg));
 			return;
 		}
 	}
 	flush = PQflush(c->pg);
 	if (flush < 0) {
-		fail(c, DB_ERR_OTHER, PQerrorMessage(c->pg));
+		fail(c, pgconn_classify(PQerrorMessage(c->pg)), PQerrorMessage(c->pg));
 		return;
 	}
 	while (!PQisBusy(c->pg)) {
@@ -523,9 +476,13 @@ static void query_step(struct pgconn *c, int events)
 			c->result = res;
 			continue;
 		}
-		if (c->query_error[0] == '\0')
+		if (c->query_error[0] == '\0') {
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			snprintf(c->query_sqlstate, sizeof(c->query_sqlstate), "%s",
+			         state != NULL ? state : "");
 			pgconn_one_line(PQresultErrorMessage(res), c->query_error,
 			                sizeof(c->query_error));
+		}
 		if (c->query_error[0] == '\0')
 			snprintf(c->query_error, sizeof(c->query_error), "unexpected result %s",
 			         PQresStatus(st));
@@ -551,21 +508,22 @@ int pgconn_query(struct pgconn *c, const char *sql, uint64_t timeout_ms, pgconn_
 	c->query_cb = cb;
 	c->arg = arg;
 	c->query_error[0] = '\0';
+	c->query_sqlstate[0] = '\0';
 	set_state(c, PGCONN_QUERYING);
 	start_step(c, timeout_ms);
 	if (PQsendQuery(c->pg, sql) == 0) {
-		fail_later(c, DB_ERR_OTHER, PQerrorMessage(c->pg));
+		fail_later(c, pgconn_classify(PQerrorMessage(c->pg)), PQerrorMessage(c->pg));
 		return 0;
 	}
 	/* Nothing arrived yet: only flush and arm the poll, never call back from here. */
 	int flush = PQflush(c->pg);
 	if (flush < 0) {
-		fail_later(c, DB_ERR_OTHER, PQerrorMessage(c->pg));
+		fail_later(c, pgconn_classify(PQerrorMessage(c->pg)), PQerrorMessage(c->pg));
 		return 0;
 	}
 	int rc = watch(c, UV_READABLE | (flush == 1 ? UV_WRITABLE : 0), false);
 	if (rc < 0)
-		fail_later(c, DB_ERR_OTHER, uv_strerror(rc));
+		fail_later(c, pgconn_classify_uv(rc), uv_strerror(rc));
 	return 0;
 }
 
@@ -591,14 +549,16 @@ static void on_poll(uv_poll_t *h, int status, int events)
 			/* The server's own last words, when it sent any, say most. */
 			char msg[512];
 			const char *pqmsg = c->pg != NULL ? PQerrorMessage(c->pg) : "";
-			if (c->state == PGCONN_QUERYING && c->query_error[0] != '\0')
+			bool by_server = c->state == PGCONN_QUERYING && c->query_error[0] != '\0';
+			if (by_server)
 				snprintf(msg, sizeof(msg), "%s", c->query_error);
 			else if (pqmsg[0] != '\0')
 				snprintf(msg, sizeof(msg), "%s", pqmsg);
 			else
 				snprintf(msg, sizeof(msg), "connection socket error: %s",
 				         uv_strerror(status));
-			fail(c, DB_ERR_OTHER, msg);
+			fail(c, pgconn_classify_sqlstate(by_server ? c->query_sqlstate : NULL, msg),
+			     msg);
 		}
 		return;
 	}

@@ -74,8 +74,16 @@ const char *pgconn_state_name(enum pgconn_state s);
 /* PQserverVersion() of a connection that reached READY, else 0. */
 int pgconn_server_version(const struct pgconn *c);
 
-/* pgconn_classify maps a libpq connection error message to a db_conn_error. */
+/*
+ * pgconn_classify maps a libpq error message to a db_conn_error, by the
+ * SQLSTATE a verbose message carries ("FATAL:  53300: ...") and otherwise
+ * by its words.
+ */
 enum db_conn_error pgconn_classify(const char *msg);
+/* pgconn_classify_sqlstate is the same for an error whose SQLSTATE is known (NULL or "": none). */
+enum db_conn_error pgconn_classify_sqlstate(const char *sqlstate, const char *msg);
+/* pgconn_classify_uv sorts a libuv error of the agent's own (UV_EMFILE: DB_ERR_AGENT_RESOURCES). */
+enum db_conn_error pgconn_classify_uv(int rc);
 const char *pgconn_error_name(enum db_conn_error e);
 
 /* pgconn_one_line copies msg to out with every run of whitespace made one space, trimmed. */

@@ -1,7 +1,7 @@
 /*
  * test_admin.c - the admin socket: a real server on a uv loop in a temporary
  * directory, and clients (admin_call and raw sockets) in a second thread and
- * an unprivileged child process.
+ * unprivileged child processes; and the argument checks of admin_arg.h.
  *
  * cmocka's asserts must not run off the main thread, so the client thread
  * records failures with CHECK and the main thread asserts there were none.
@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,9 +30,16 @@
 #include <cmocka.h>
 
 #include "admin.h"
+#include "admin_arg.h"
 #include "log.h"
 
 #define LATE_MS 200
+/* The server is started under this descriptor limit, which caps it at 16 clients, 12 of them
+ * for users other than root and its own. */
+#define TEST_NOFILE     128
+#define TEST_CAP        16
+#define TEST_CAP_OTHERS 12
+#define HOG_CONNECTIONS 20
 
 static struct {
 	char dir[64];
@@ -45,6 +54,10 @@ static struct {
 	char failure[512];        /* first CHECK failure, "" if none */
 	pid_t child;              /* the unprivileged client, or 0 */
 	int child_status;
+	pid_t hog;      /* an unprivileged client holding idle connections, or 0 */
+	int hog_go[2];  /* the client thread tells the hog: 'o' open, 'q' quit */
+	int hog_out[2]; /* the hog reports "held refused\n" */
+	int hog_status;
 } t;
 
 #define CHECK(cond)                                                                                \
@@ -108,11 +121,24 @@ static void cmd_mutate(struct admin_request *req)
 	admin_reply(req, r);
 }
 
+/* cmd_add_node shows what the server made of the arguments. */
+static void cmd_add_node(struct admin_request *req)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "host", req->values.host);
+	cJSON_AddNumberToObject(r, "port", req->values.port);
+	cJSON_AddNumberToObject(r, "priority", req->values.priority);
+	admin_reply(req, r);
+}
+
 static const struct admin_command table[] = {
     {"ping", false, cmd_ping},
     {"later", false, cmd_later},
     {"mutate", true, cmd_mutate},
+    {"add-node", false, cmd_add_node},
 };
+#define N_TABLE (sizeof(table) / sizeof(table[0]))
 
 /* ---- client helpers ---- */
 
@@ -188,9 +214,9 @@ static bool wait_late(int n)
 static void check_basic(void)
 {
 	char err[512];
-	cJSON *r = call("ping", 2, 5000, err, sizeof(err));
+	cJSON *r = call("ping", 0, 5000, err, sizeof(err));
 	CHECK(reply_is(r, true, "message", "pong"));
-	CHECK(r != NULL && cJSON_GetObjectItem(r, "nargs")->valuedouble == 2);
+	CHECK(r != NULL && cJSON_GetObjectItem(r, "nargs")->valuedouble == 0);
 	CHECK(r != NULL && cJSON_GetObjectItem(r, "uid")->valuedouble == (double)getuid());
 	CHECK(r != NULL && cJSON_GetObjectItem(r, "pid")->valuedouble == (double)getpid());
 	cJSON_Delete(r);
@@ -199,6 +225,11 @@ static void check_basic(void)
 	r = call("later", 0, 5000, err, sizeof(err));
 	CHECK(reply_is(r, true, "message", "late"));
 	CHECK(now_ms() - start >= LATE_MS - 20);
+	cJSON_Delete(r);
+
+	/* A command without an argument schema takes none. */
+	r = call("ping", 2, 5000, err, sizeof(err));
+	CHECK(reply_is(r, false, "error", "ping: too many arguments"));
 	cJSON_Delete(r);
 
 	r = call("nosuch", 0, 5000, err, sizeof(err));
@@ -252,6 +283,49 @@ static void check_malformed(void)
 	size_t len = strlen(buf);
 	CHECK(len > 0 && buf[len - 1] == '\n');
 	close(fd);
+}
+
+/* raw_exchange sends one request line and returns the reply line in buf. */
+static void raw_exchange(const char *line, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	int fd = raw_connect(t.sock);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	CHECK(send(fd, line, strlen(line), 0) == (ssize_t)strlen(line));
+	raw_read_all(fd, buf, size);
+	close(fd);
+}
+
+/* Hostile arguments never reach the handler; good ones arrive checked and parsed. */
+static void check_arguments(void)
+{
+	char buf[4096];
+	const char *cases[][2] = {
+	    {"{\"command\":\"add-node\",\"args\":[\"%n%n%n%s%s\"]}\n", "invalid ADDRESS"},
+	    {"{\"command\":\"add-node\",\"args\":[\"10.0.0.9\",\"99999999999999\"]}\n",
+	     "invalid PRIORITY \\\"99999999999999\\\": out of range"},
+	    {"{\"command\":\"add-node\",\"args\":[\"10.0.0.9\",\"+5\"]}\n", "invalid PRIORITY"},
+	    {"{\"command\":\"add-node\",\"args\":[\"10.0.0.9\",5]}\n",
+	     "invalid PRIORITY: expected a string"},
+	    {"{\"command\":\"add-node\",\"args\":[]}\n", "missing ADDRESS"},
+	    {"{\"command\":\"add-node\",\"args\":[\"a\",\"1\",\"b\"]}\n", "too many arguments"},
+	    {"{\"command\":\"add-node\",\"args\":[\"x\\ny\"]}\n", "\\\\x0a"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		raw_exchange(cases[i][0], buf, sizeof(buf));
+		CHECK(strstr(buf, "\"ok\":false") != NULL);
+		CHECK(strstr(buf, "add-node: ") != NULL);
+		if (strstr(buf, cases[i][1]) == NULL && t.failure[0] == '\0')
+			snprintf(t.failure, sizeof(t.failure), "argument case %zu: reply %s", i,
+			         buf);
+	}
+	raw_exchange("{\"command\":\"add-node\",\"args\":[\"[FE80::1]:7800\",\"3\"]}\n", buf,
+	             sizeof(buf));
+	CHECK(strstr(buf, "\"host\":\"fe80::1\"") != NULL);
+	CHECK(strstr(buf, "\"port\":7800") != NULL);
+	CHECK(strstr(buf, "\"priority\":3") != NULL);
 }
 
 static void check_oversized(void)
@@ -335,28 +409,174 @@ static void check_no_agent(void)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	/* It could be an agent restarting, so it is retried, briefly. */
 	start = now_ms();
 	r = admin_call(path, req, 30000, err, sizeof(err));
 	CHECK(r == NULL);
 	CHECK(errno == ECONNREFUSED);
 	CHECK(strstr(err, "no agent running") != NULL);
-	CHECK(now_ms() - start < 1000);
+	CHECK(now_ms() - start >= ADMIN_RETRY_MS - 300);
+	CHECK(now_ms() - start < ADMIN_RETRY_MS + 1000);
+	/* ... and never beyond the caller's own bound. */
+	start = now_ms();
+	r = admin_call(path, req, 300, err, sizeof(err));
+	CHECK(r == NULL && errno == ECONNREFUSED);
+	CHECK(now_ms() - start < 800);
 	close(fd);
 	unlink(path);
 	cJSON_Delete(req);
 }
 
+/* A listener that answers one request after a pause, once its backlog was full. */
+struct slow_listener {
+	int fd;
+	int fillers[64];
+	int n_fillers;
+};
+
+static void *slow_accept(void *arg)
+{
+	struct slow_listener *l = arg;
+	char buf[4096];
+	usleep(300 * 1000);
+	/* The fillers' connections come first; then the one that waited. */
+	for (int i = 0; i < l->n_fillers; i++) {
+		int fd = accept(l->fd, NULL, NULL);
+		if (fd >= 0)
+			close(fd);
+	}
+	int fd = accept(l->fd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	const char *reply = "{\"ok\":true,\"message\":\"accepted late\"}\n";
+	if (n > 0)
+		(void)send(fd, reply, strlen(reply), 0);
+	close(fd);
+	return NULL;
+}
+
+/* A full backlog (EAGAIN) is retried, so a burst of other clients does not fail efm. */
+static void check_full_backlog(void)
+{
+	char err[512], path[100];
+	struct slow_listener l = {0};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(path, sizeof(path), "%s/slow.sock", t.dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	l.fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(bind(l.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(listen(l.fd, 1) == 0);
+	bool full = false;
+	while (l.n_fillers < 64 && !full) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			l.fillers[l.n_fillers++] = fd;
+			continue;
+		}
+		full = errno == EAGAIN;
+		close(fd);
+	}
+	CHECK(full);
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, slow_accept, &l) == 0);
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "command", "ping");
+	long long start = now_ms();
+	cJSON *r = admin_call(path, req, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "accepted late"));
+	if (r == NULL)
+		fprintf(stderr, "full backlog: %s\n", err);
+	CHECK(now_ms() - start < ADMIN_RETRY_MS);
+	cJSON_Delete(r);
+	cJSON_Delete(req);
+	pthread_join(th, NULL);
+	for (int i = 0; i < l.n_fillers; i++)
+		close(l.fillers[i]);
+	close(l.fd);
+	unlink(path);
+}
+
+/* hog_command tells the hog child what to do next. */
+static void hog_command(char c)
+{
+	CHECK(write(t.hog_go[1], &c, 1) == 1);
+}
+
+/* got_busy waits up to ms for fd's reply and tells whether it was "busy". */
+static bool got_busy(int fd, int ms)
+{
+	char buf[512];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	ssize_t n = poll(&p, 1, ms) == 1 ? recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT) : 0;
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	CHECK(strstr(buf, "{\"ok\":false,\"busy\":true,\"error\":\"the agent is busy") == buf);
+	return true;
+}
+
+/*
+ * The cap: an unprivileged user gets at most TEST_CAP_OTHERS places, the
+ * rest is refused at once with a "busy" reply, and root still gets in.
+ * When root fills every place itself, the next client is told "busy",
+ * silent clients lose their places within a second, and admin_call's retry
+ * gets through.
+ */
+static void check_cap(void)
+{
+	char err[512], line[64] = "";
+	int held = -1, refused = -1;
+	if (t.hog > 0) {
+		hog_command('o');
+		ssize_t n = read(t.hog_out[0], line, sizeof(line) - 1);
+		if (n > 0)
+			line[n] = '\0';
+		CHECK(sscanf(line, "%d %d", &held, &refused) == 2);
+		CHECK(held == TEST_CAP_OTHERS);
+		CHECK(refused == HOG_CONNECTIONS - TEST_CAP_OTHERS);
+		/* Root is not locked out by them: the reserved places are its. */
+		long long start = now_ms();
+		cJSON *r = call("ping", 0, 5000, err, sizeof(err));
+		CHECK(reply_is(r, true, "message", "pong"));
+		CHECK(now_ms() - start < 500);
+		cJSON_Delete(r);
+		hog_command('q');
+		CHECK(waitpid(t.hog, &t.hog_status, 0) == t.hog);
+	}
+	int mine[TEST_CAP + 1];
+	int n_mine = 0;
+	bool busy = false;
+	while (n_mine <= TEST_CAP && !busy) {
+		mine[n_mine] = raw_connect(t.sock);
+		CHECK(mine[n_mine] >= 0);
+		busy = got_busy(mine[n_mine++], 50);
+	}
+	CHECK(busy);
+	/* That refusal costs the silent clients their places; a real request gets one. */
+	long long start = now_ms();
+	cJSON *r = call("ping", 0, 5000, err, sizeof(err));
+	CHECK(reply_is(r, true, "message", "pong"));
+	CHECK(now_ms() - start < ADMIN_RETRY_MS);
+	cJSON_Delete(r);
+	for (int i = 0; i < n_mine; i++)
+		close(mine[i]);
+}
+
 static void *client_thread(void *arg)
 {
 	check_basic();
+	check_arguments();
 	check_malformed();
 	check_oversized();
 	check_disconnects();
 	check_idle_client();
 	check_no_agent();
+	check_full_backlog();
 	if (t.child > 0) {
 		CHECK(waitpid(t.child, &t.child_status, 0) == t.child);
 	}
+	check_cap();
 
 	/*
 	 * The server closes while a handler still holds a request: the late
@@ -401,6 +621,49 @@ static void unprivileged_client(void)
 	_exit(0);
 }
 
+/*
+ * unprivileged_hog runs in a child as nobody: on 'o' it opens
+ * HOG_CONNECTIONS connections at once and says nothing on them, then
+ * reports "held refused": how many the server kept and how many it
+ * answered "busy"; it holds them until 'q'.  Raw syscalls only: no thread
+ * of the parent's can hold a lock the child would need.
+ */
+static void unprivileged_hog(void)
+{
+	char c;
+	int fds[HOG_CONNECTIONS];
+	int held = 0, refused = 0;
+	if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+	    setresuid(65534, 65534, 65534) != 0)
+		_exit(10);
+	if (read(t.hog_go[0], &c, 1) != 1 || c != 'o')
+		_exit(11);
+	for (int i = 0; i < HOG_CONNECTIONS; i++) {
+		fds[i] = raw_connect(t.sock);
+		if (fds[i] < 0)
+			_exit(12);
+	}
+	/* A refusal comes at once; a kept connection stays silent for a second at least. */
+	usleep(300 * 1000);
+	for (int i = 0; i < HOG_CONNECTIONS; i++) {
+		char buf[512];
+		ssize_t n = recv(fds[i], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		if (n > 0)
+			buf[n] = '\0';
+		if (n > 0 && strstr(buf, "\"busy\":true") != NULL)
+			refused++;
+		else if (n < 0 && errno == EAGAIN)
+			held++;
+	}
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%d %d\n", held, refused);
+	if (write(t.hog_out[1], line, (size_t)n) != n)
+		_exit(13);
+	if (read(t.hog_go[0], &c, 1) != 1 || c != 'q')
+		_exit(14);
+	_exit(0);
+}
+
 static void on_done(uv_async_t *a)
 {
 	admin_server_close(t.server);
@@ -422,7 +685,15 @@ static void test_server_and_client(void **state)
 	fclose(stale);
 
 	assert_int_equal(uv_loop_init(&t.loop), 0);
-	assert_int_equal(admin_server_start(&t.loop, t.sock, table, 3, &t.loop, &t.server), 0);
+	/* The client cap is sized from the descriptor limit in force at start. */
+	struct rlimit saved, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = TEST_NOFILE;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(admin_server_start(&t.loop, t.sock, table, N_TABLE, &t.loop, &t.server),
+	                 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	struct stat st;
 	assert_int_equal(stat(t.sock, &st), 0);
 	assert_true(S_ISSOCK(st.st_mode));
@@ -435,6 +706,12 @@ static void test_server_and_client(void **state)
 		assert_true(t.child >= 0);
 		if (t.child == 0)
 			unprivileged_client();
+		assert_int_equal(pipe(t.hog_go), 0);
+		assert_int_equal(pipe(t.hog_out), 0);
+		t.hog = fork();
+		assert_true(t.hog >= 0);
+		if (t.hog == 0)
+			unprivileged_hog();
 	}
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, client_thread, NULL), 0);
@@ -464,6 +741,16 @@ static void test_server_and_client(void **state)
 		         (int)t.child);
 		if (strstr(buf, want) == NULL)
 			fail_msg("log lacks '%s':\n%s", want, buf);
+		assert_true(WIFEXITED(t.hog_status));
+		assert_int_equal(WEXITSTATUS(t.hog_status), 0);
+		/* Hundreds of refusals or idle closes would not make hundreds of lines. */
+		int busy_lines = 0, idle_lines = 0;
+		for (const char *p = buf; (p = strstr(p, "clients connected (limit")) != NULL; p++)
+			busy_lines++;
+		for (const char *p = buf; (p = strstr(p, "no request within")) != NULL; p++)
+			idle_lines++;
+		assert_in_range(busy_lines, 1, 2);
+		assert_in_range(idle_lines, 1, 3);
 	}
 	unlink(t.log);
 	rmdir(t.dir);
@@ -483,6 +770,138 @@ static void test_may_mutate(void **state)
 		assert_false(admin_caller_may_mutate(65534, 65534));
 }
 
+/* Numbers: strtoll's range, errno and end pointer, never atoi's wrap-around. */
+static void test_arg_int(void **state)
+{
+	char err[256];
+	long long v = -7;
+	assert_true(admin_arg_int("PRIORITY", "42", 1, 1000000, &v, err, sizeof(err)));
+	assert_int_equal(v, 42);
+	assert_true(admin_arg_int("N", "-3", -5, 5, &v, err, sizeof(err)));
+	assert_int_equal(v, -3);
+	const char *bad[] = {"99999999999999",
+	                     "9223372036854775808",
+	                     "0",
+	                     "-1",
+	                     "+5",
+	                     " 5",
+	                     "5 ",
+	                     "1x",
+	                     "",
+	                     "0x10",
+	                     "1e3",
+	                     "1000001"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = -7;
+		err[0] = '\0';
+		if (admin_arg_int("PRIORITY", bad[i], 1, 1000000, &v, err, sizeof(err)))
+			fail_msg("\"%s\" accepted as %lld", bad[i], v);
+		assert_int_equal(v, -7);
+		assert_non_null(strstr(err, "invalid PRIORITY"));
+	}
+	assert_true(!admin_arg_int("PRIORITY", "99999999999999", 1, 1000000, &v, err, sizeof(err)));
+	assert_string_equal(err,
+	                    "invalid PRIORITY \"99999999999999\": out of range (1 to 1000000)");
+}
+
+static void test_arg_address(void **state)
+{
+	char err[256], host[EFM_HOST_MAX];
+	uint16_t port = 1;
+	const struct {
+		const char *text, *host;
+		uint16_t port;
+	} good[] = {
+	    {"10.0.1.9", "10.0.1.9", 0},
+	    {"10.0.1.9:7800", "10.0.1.9", 7800},
+	    {"DB1.Example.com", "db1.example.com", 0},
+	    {"db_2:5430", "db_2", 5430},
+	    {"::1", "::1", 0},
+	    {"[fe80::1%eth0]:7800", "fe80::1%eth0", 7800},
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		if (!admin_arg_address("ADDRESS", good[i].text, host, sizeof(host), &port, err,
+		                       sizeof(err)))
+			fail_msg("\"%s\" refused: %s", good[i].text, err);
+		assert_string_equal(host, good[i].host);
+		assert_int_equal(port, good[i].port);
+	}
+	const char *bad[] = {"%n%n%n%s%s",  "",     "a b",       "-db",         "db-",
+	                     "a..b",        "10.1", "999.1.1.1", "db:0",        "db:65536",
+	                     "db:x",        "[::1", "::1%%n",    "fe80::1%a/b", "x\x1b[31m",
+	                     "db;rm -rf /", "\"q\""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (admin_arg_address("ADDRESS", bad[i], host, sizeof(host), &port, err,
+		                      sizeof(err)))
+			fail_msg("\"%s\" accepted as %s", bad[i], host);
+		assert_non_null(strstr(err, "invalid ADDRESS"));
+		/* The value is shown back escaped: no control character, no bare quote. */
+		for (const char *p = err; *p != '\0'; p++)
+			assert_true((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
+	}
+	assert_false(admin_arg_address("ADDRESS", "x\x1b[31m", NULL, 0, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "\"x\\x1b[31m\""));
+	assert_false(admin_arg_address("ADDRESS", "\"q\"", NULL, 0, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "\"\\\"q\\\"\""));
+	/* A long value is cut short in the message. */
+	char longv[600];
+	memset(longv, '%', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	assert_false(admin_arg_address("ADDRESS", longv, NULL, 0, NULL, err, sizeof(err)));
+	assert_true(strlen(err) < 120);
+}
+
+/* The per-command schema, as the server, the client and the leader apply it. */
+static void test_arg_check(void **state)
+{
+	char err[256];
+	struct admin_arg_values v;
+	const char *add[] = {"10.0.0.9:7800", "2"};
+	assert_true(admin_arg_check("add-node", 2, add, &v, err, sizeof(err)));
+	assert_true(v.has_address);
+	assert_string_equal(v.address, "10.0.0.9:7800");
+	assert_string_equal(v.host, "10.0.0.9");
+	assert_int_equal(v.port, 7800);
+	assert_int_equal(v.priority, 2);
+	assert_true(admin_arg_check("remove-node", 1, add, &v, err, sizeof(err)));
+	assert_int_equal(v.priority, 0);
+	assert_false(admin_arg_check("remove-node", 2, add, &v, err, sizeof(err)));
+	assert_string_equal(err, "too many arguments (it takes at most 1)");
+	assert_false(admin_arg_check("set-priority", 1, add, &v, err, sizeof(err)));
+	assert_string_equal(err, "missing PRIORITY");
+	assert_false(admin_arg_check("stop-cluster", 1, add, &v, err, sizeof(err)));
+	assert_string_equal(err, "too many arguments (it takes none)");
+	assert_true(admin_arg_check("cluster-status", 0, NULL, &v, err, sizeof(err)));
+
+	const char *sw[] = {"--switchover"};
+	assert_true(admin_arg_check("promote", 1, sw, &v, err, sizeof(err)));
+	assert_true(v.switchover);
+	const char *now[] = {"--now"};
+	assert_false(admin_arg_check("promote", 1, now, &v, err, sizeof(err)));
+	assert_string_equal(err, "unexpected argument \"--now\" (expected -switchover)");
+
+	cJSON *args = cJSON_Parse("[\"db1\", \"4294967297\"]");
+	assert_false(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	assert_non_null(strstr(err, "invalid PRIORITY \"4294967297\": out of range"));
+	cJSON_Delete(args);
+	args = cJSON_Parse("[\"db1\", 3]");
+	assert_false(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	assert_string_equal(err, "invalid PRIORITY: expected a string");
+	cJSON_Delete(args);
+	args = cJSON_Parse("[\"db1\", \"3\"]");
+	assert_true(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	assert_int_equal(v.priority, 3);
+	cJSON_Delete(args);
+	args = cJSON_Parse("{\"a\": 1}");
+	assert_false(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));
+	cJSON_Delete(args);
+	args = cJSON_Parse("[\"1\", \"2\", \"3\", \"4\", \"5\"]");
+	assert_false(admin_arg_check_json("add-node", args, &v, err, sizeof(err)));
+	assert_non_null(strstr(err, "too many arguments"));
+	cJSON_Delete(args);
+}
+
 static void test_bad_path(void **state)
 {
 	uv_loop_t loop;
@@ -492,10 +911,10 @@ static void test_bad_path(void **state)
 	memset(path, 'x', sizeof(path) - 1);
 	path[0] = '/';
 	path[sizeof(path) - 1] = '\0';
-	assert_int_equal(admin_server_start(&loop, path, table, 3, NULL, &s), -ENAMETOOLONG);
+	assert_int_equal(admin_server_start(&loop, path, table, N_TABLE, NULL, &s), -ENAMETOOLONG);
 	assert_null(s);
 	assert_int_not_equal(
-	    admin_server_start(&loop, "/nonexistent-dir/x.sock", table, 3, NULL, &s), 0);
+	    admin_server_start(&loop, "/nonexistent-dir/x.sock", table, N_TABLE, NULL, &s), 0);
 	assert_null(s);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
@@ -505,9 +924,9 @@ int main(void)
 {
 	log_set_prefixes(false);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_may_mutate),
-	    cmocka_unit_test(test_bad_path),
-	    cmocka_unit_test(test_server_and_client),
+	    cmocka_unit_test(test_arg_int),   cmocka_unit_test(test_arg_address),
+	    cmocka_unit_test(test_arg_check), cmocka_unit_test(test_may_mutate),
+	    cmocka_unit_test(test_bad_path),  cmocka_unit_test(test_server_and_client),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

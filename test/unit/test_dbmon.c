@@ -1,8 +1,9 @@
 /*
  * test_dbmon.c - the database layer without a PostgreSQL server: error
- * classification, check-result parsing from hand-built results, and the
- * monitor's start failures against a closed port, a silent listener and a
- * missing socket directory (each bounded by our own timer).
+ * classification and what each class says about the database, check-result
+ * parsing from hand-built results, and the monitor's start failures against
+ * a closed port, a silent listener, a missing socket directory (each bounded
+ * by our own timer) and an agent out of file descriptors.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,8 +50,99 @@ static void test_classify(void **state)
 	assert_int_equal(
 	    pgconn_classify("connection to server at \"127.0.0.1\", port 1 failed: "
 	                    "Connection refused\n\tIs the server running on that host?"),
-	    DB_ERR_OTHER);
+	    DB_ERR_REFUSED);
+	assert_int_equal(pgconn_classify("server closed the connection unexpectedly\n\tThis "
+	                                 "probably means the server terminated abnormally"),
+	                 DB_ERR_CONNECTION_LOST);
+	assert_int_equal(pgconn_classify("connection to server at \"127.0.0.1\", port 5432 failed: "
+	                                 "could not create socket: Too many open files\n"),
+	                 DB_ERR_AGENT_RESOURCES);
+	assert_int_equal(pgconn_classify("could not create socket: Too many open files in system"),
+	                 DB_ERR_AGENT_RESOURCES);
+	assert_int_equal(pgconn_classify("out of memory\n"), DB_ERR_AGENT_RESOURCES);
+	/* A socket that cannot be made for another reason is no resource shortage. */
+	assert_int_equal(pgconn_classify("could not create socket: Address family not supported "
+	                                 "by protocol"),
+	                 DB_ERR_OTHER);
 	assert_int_equal(pgconn_classify(""), DB_ERR_OTHER);
+}
+
+/* Verbose messages carry the SQLSTATE, which decides before the (translatable) words. */
+static void test_classify_sqlstate(void **state)
+{
+	static const struct {
+		const char *msg;
+		enum db_conn_error want;
+	} cases[] = {
+	    {"connection to server at \"127.0.0.2\", port 5432 failed: FATAL:  53300: sorry, too "
+	     "many clients already\nLOCATION:  InitProcess, proc.c:358\n",
+	     DB_ERR_TOO_MANY_CONNECTIONS},
+	    /* The words are a translated server's; the code still says who it was. */
+	    {"connection to server at \"127.0.0.2\", port 5432 failed: FATAL:  53300: "
+	     "lo siento, ya tenemos demasiados clientes\n",
+	     DB_ERR_TOO_MANY_CONNECTIONS},
+	    {"connection to server failed: FATAL:  53200: out of memory\nDETAIL:  Failed on "
+	     "request of size 8192.\n",
+	     DB_ERR_SERVER_OUT_OF_MEMORY},
+	    {"connection to server failed: FATAL:  57P03: the database system is starting up\n",
+	     DB_ERR_STARTING_UP},
+	    {"connection to server failed: FATAL:  57P03: the database system is in recovery "
+	     "mode\n",
+	     DB_ERR_STARTING_UP},
+	    {"connection to server failed: FATAL:  57P03: the database system is not yet "
+	     "accepting connections\nDETAIL:  Consistent recovery state has not been yet "
+	     "reached.\n",
+	     DB_ERR_STARTING_UP},
+	    {"connection to server failed: FATAL:  57P03: the database system is shutting down\n",
+	     DB_ERR_SHUTTING_DOWN},
+	    /* 57P03 in words we cannot read: a failure, as before. */
+	    {"connection to server failed: FATAL:  57P03: das Datenbanksystem fährt herunter\n",
+	     DB_ERR_OTHER},
+	    {"FATAL:  57P01: terminating connection due to administrator command\n",
+	     DB_ERR_SHUTTING_DOWN},
+	    {"FATAL:  57P02: terminating connection because of crash of another server process\n",
+	     DB_ERR_SHUTTING_DOWN},
+	    {"connection to server failed: FATAL:  28P01: password authentication failed for "
+	     "user \"efm\"\n",
+	     DB_ERR_BAD_PASSWORD},
+	    /* Something that merely looks like a code is not one. */
+	    {"could not translate host name \"x:  12345: y\" to address", DB_ERR_OTHER},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (pgconn_classify(cases[i].msg) != cases[i].want)
+			fail_msg("case %zu: %s -> %s, want %s", i, cases[i].msg,
+			         pgconn_error_name(pgconn_classify(cases[i].msg)),
+			         pgconn_error_name(cases[i].want));
+	}
+	/* A query's error result gives the code on its own. */
+	assert_int_equal(pgconn_classify_sqlstate("57P01", "terminating connection due to "
+	                                                   "administrator command"),
+	                 DB_ERR_SHUTTING_DOWN);
+	assert_int_equal(pgconn_classify_sqlstate("53200", "out of memory"),
+	                 DB_ERR_SERVER_OUT_OF_MEMORY);
+	assert_int_equal(pgconn_classify_sqlstate("", "server closed the connection "
+	                                              "unexpectedly"),
+	                 DB_ERR_CONNECTION_LOST);
+	assert_int_equal(pgconn_classify_sqlstate(NULL, "syntax error"), DB_ERR_OTHER);
+}
+
+/* Which failures are evidence that the database is down, and which are not. */
+static void test_verdict(void **state)
+{
+	static const enum db_conn_error busy[] = {DB_ERR_TOO_MANY_CONNECTIONS,
+	                                          DB_ERR_SERVER_OUT_OF_MEMORY, DB_ERR_STARTING_UP};
+	static const enum db_conn_error down[] = {
+	    DB_ERR_TIMEOUT, DB_ERR_REFUSED,      DB_ERR_CONNECTION_LOST,   DB_ERR_SHUTTING_DOWN,
+	    DB_ERR_OTHER,   DB_ERR_BAD_PASSWORD, DB_ERR_BAD_AUTHORIZATION,
+	};
+	for (size_t i = 0; i < sizeof(busy) / sizeof(busy[0]); i++)
+		assert_int_equal(db_error_verdict(busy[i]), DB_VERDICT_BUSY);
+	for (size_t i = 0; i < sizeof(down) / sizeof(down[0]); i++)
+		assert_int_equal(db_error_verdict(down[i]), DB_VERDICT_DOWN);
+	assert_int_equal(db_error_verdict(DB_ERR_AGENT_RESOURCES), DB_VERDICT_AGENT);
+	assert_non_null(strstr(db_verdict_text(DB_VERDICT_DOWN), "evidence"));
+	assert_non_null(strstr(db_verdict_text(DB_VERDICT_BUSY), "alive"));
+	assert_non_null(strstr(db_verdict_text(DB_VERDICT_AGENT), "agent"));
 }
 
 static void test_one_line(void **state)
@@ -241,19 +334,65 @@ static void run_start_failure(const char *host, int port, enum db_conn_error wan
 
 static void test_start_refused(void **state)
 {
-	run_start_failure("127.0.0.1", free_port(), DB_ERR_OTHER, 900);
+	run_start_failure("127.0.0.1", free_port(), DB_ERR_REFUSED, 900);
 }
 
 /* "localhost" goes through uv_getaddrinfo first. */
 static void test_start_refused_by_name(void **state)
 {
-	run_start_failure("localhost", free_port(), DB_ERR_OTHER, 900);
+	run_start_failure("localhost", free_port(), DB_ERR_REFUSED, 900);
 }
 
 /* libpq fails inside PQconnectStart: the failure still comes from the loop. */
 static void test_start_no_socket_dir(void **state)
 {
-	run_start_failure("/nonexistent-efm-test-dir", 5432, DB_ERR_OTHER, 900);
+	run_start_failure("/nonexistent-efm-test-dir", 5432, DB_ERR_REFUSED, 900);
+}
+
+/*
+ * Every descriptor taken: libpq cannot make its socket, and that is told
+ * apart from anything the database did.  The descriptors are really used
+ * up, down to a lowered RLIMIT_NOFILE.
+ */
+static void test_start_without_descriptors(void **state)
+{
+	struct rlimit saved, low;
+	int fds[256];
+	int n = 0;
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	struct efm_config cfg = make_cfg("127.0.0.1", free_port());
+	struct run r = {0};
+	struct dbmon *m = dbmon_new(&loop, &cfg, "pw", on_event, &r);
+	assert_non_null(m);
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = 200;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < (int)(sizeof(fds) / sizeof(fds[0]))) {
+		int fd = dup(0);
+		if (fd < 0)
+			break;
+		fds[n++] = fd;
+	}
+	assert_int_equal(errno, EMFILE);
+	assert_int_equal(dbmon_start(m), 0);
+	while (r.n_events == 0 && uv_run(&loop, UV_RUN_ONCE) != 0)
+		;
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+	assert_int_equal(r.n_events, 1);
+	assert_int_equal(r.events[0], DBMON_START_FAILED);
+	assert_int_equal(r.last.conn_error, DB_ERR_AGENT_RESOURCES);
+	assert_int_equal(r.last.verdict, DB_VERDICT_AGENT);
+	assert_non_null(strstr(r.last.error, "Too many open files"));
+	dbmon_close(m, on_closed, &r);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_true(r.closed);
+	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 /* A listener that never answers: only our timer ends the attempt (local.timeout = 1 s). */
@@ -289,7 +428,7 @@ static void test_probe_refused(void **state)
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(r.probes, 1);
 	assert_false(r.probe.ok);
-	assert_int_equal(r.probe.conn_error, DB_ERR_OTHER);
+	assert_int_equal(r.probe.conn_error, DB_ERR_REFUSED);
 	assert_true(r.probe.error[0] != '\0');
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
@@ -299,6 +438,8 @@ int main(void)
 	log_set_level(EFM_SEVERE);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_classify),
+	    cmocka_unit_test(test_classify_sqlstate),
+	    cmocka_unit_test(test_verdict),
 	    cmocka_unit_test(test_one_line),
 	    cmocka_unit_test(test_parse_check),
 	    cmocka_unit_test(test_query_text),
@@ -306,6 +447,7 @@ int main(void)
 	    cmocka_unit_test(test_start_refused_by_name),
 	    cmocka_unit_test(test_start_no_socket_dir),
 	    cmocka_unit_test(test_start_silent_server),
+	    cmocka_unit_test(test_start_without_descriptors),
 	    cmocka_unit_test(test_probe_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
