@@ -6,6 +6,7 @@
  */
 #include "cluster_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,8 +97,20 @@ static cJSON *admit_check(struct cluster *c, const cJSON *msg, struct admit *a)
 	if (!cJSON_IsString(jid) || !cJSON_IsString(jaddr) || !cJSON_IsNumber(jrole) ||
 	    jrole->valueint < 0 || jrole->valueint > CLUSTERFSM_IDLE)
 		return cluster_error_reply("malformed join request");
-	a->id = strtoull(jid->valuestring, NULL, 16);
+	char *end = NULL;
+	errno = 0;
+	unsigned long long id = strtoull(jid->valuestring, &end, 16);
+	if (errno != 0 || end == jid->valuestring || *end != '\0' || id == 0)
+		return cluster_error_reply("malformed join request: bad id");
+	a->id = (uint64_t)id;
 	snprintf(a->address, sizeof(a->address), "%s", jaddr->valuestring);
+	/*
+	 * The Raft id is derived from the address; a join whose id is another
+	 * address's could take that member's place in the voting set.
+	 */
+	if (a->id != raftio_id_of(a->address))
+		return cluster_error_reply("malformed join request: id does not match address %s",
+		                           a->address);
 	a->role = (enum clusterfsm_role)jrole->valueint;
 	a->db = cJSON_IsNumber(jdb) && jdb->valueint >= 0 && jdb->valueint <= CLUSTERFSM_UNKNOWN
 	            ? (enum clusterfsm_up)jdb->valueint

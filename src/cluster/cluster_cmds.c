@@ -4,6 +4,7 @@
  * applied through Raft, always answered within a bound.  reset-members is
  * different (it acts without a leader): cluster_reset_coord.c.
  */
+#include "admin_arg.h"
 #include "cluster_int.h"
 
 #include <errno.h>
@@ -193,16 +194,22 @@ static void run_cmd(struct cmd_ctx *x, const cJSON *msg)
 		stop_cluster(x);
 		return;
 	}
-	int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : 0;
-	const cJSON *a0 = n > 0 ? cJSON_GetArrayItem(args, 0) : NULL;
-	const cJSON *a1 = n > 1 ? cJSON_GetArrayItem(args, 1) : NULL;
-	if (!cJSON_IsString(a0)) {
+	/*
+	 * A forwarded command comes from a peer, not from our admin socket:
+	 * check its arguments with the same code the admin server uses.
+	 */
+	struct admin_arg_values v;
+	char why[512];
+	if (!admin_arg_check_json(cmd, args, &v, why, sizeof(why))) {
+		finish(x, cluster_error_reply("%s: %s", cmd, why));
+		return;
+	}
+	if (!v.has_address) {
 		finish(x, cluster_error_reply("%s: an address is required", cmd));
 		return;
 	}
-	snprintf(x->address, sizeof(x->address), "%s", a0->valuestring);
-	if (cJSON_IsString(a1))
-		x->priority = atoi(a1->valuestring);
+	snprintf(x->address, sizeof(x->address), "%s", v.address);
+	x->priority = v.priority;
 	struct clusterfsm_cmd fc;
 	bool built;
 	if (strcmp(cmd, "add-node") == 0 || strcmp(cmd, "allow-node") == 0)
