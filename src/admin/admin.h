@@ -32,13 +32,13 @@ struct admin_server;
 /* One request in flight.  Valid until admin_reply() is called on it. */
 struct admin_request {
 	const char *command;
-	const cJSON *args;   /* the "args" array (may be empty, never NULL) */
+	const cJSON *args;              /* the "args" array (may be empty, never NULL) */
 	struct admin_arg_values values; /* args, checked against the command's schema */
-	const cJSON *body;   /* the whole request object */
+	const cJSON *body;              /* the whole request object */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	void *agent;         /* the pointer given to admin_server_start */
+	void *agent; /* the pointer given to admin_server_start */
 };
 
 /*
@@ -60,7 +60,7 @@ struct admin_command {
  * 0666 so anybody may ask for status.  The table must outlive the server.
  */
 int admin_server_start(uv_loop_t *loop, const char *path, const struct admin_command *table,
-		       size_t n_commands, void *agent, struct admin_server **out)
+                       size_t n_commands, void *agent, struct admin_server **out)
     __attribute__((warn_unused_result));
 
 /* admin_reply sends reply (ownership taken) and closes the connection. */

@@ -25,20 +25,20 @@ struct status_node {
 	enum node_type type;
 	enum up_state agent;
 	enum up_state db;
-	char info[256];      /* agent-reported remark, "" if none */
-	char xlog[32];       /* queried directly for Promote Status; "" unknown */
-	char xloginfo[512];  /* why xlog is unknown, or "DB is not in recovery." etc. */
+	char info[256];     /* agent-reported remark, "" if none */
+	char xlog[32];      /* queried directly for Promote Status; "" unknown */
+	char xloginfo[512]; /* why xlog is unknown, or "DB is not in recovery." etc. */
 };
 
 struct status_model {
 	char cluster[128];
 	struct status_node *nodes;
 	size_t n_nodes;
-	char **allowed;      /* allowed node host list */
+	char **allowed; /* allowed node host list */
 	size_t n_allowed;
-	char **priority;     /* standby priority host list */
+	char **priority; /* standby priority host list */
 	size_t n_priority;
-	char **messages;     /* recent notifications and warnings, newest last */
+	char **messages; /* recent notifications and warnings, newest last */
 	size_t n_messages;
 };
 

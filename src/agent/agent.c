@@ -220,6 +220,22 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 	}
 }
 
+/*
+ * on_db_alert: the database could not be checked, but not because it is
+ * down (the monitor declares no failure): tell the operator once per
+ * episode.  A server refusing for too many clients is the guide's
+ * "too many connections" notification; the agent's own lack of
+ * descriptors or memory is logged SEVERE by the monitor.
+ */
+static void on_db_alert(void *arg, enum db_verdict why, const struct dbmon_status *st)
+{
+	struct agent *a = arg;
+	if (why == DB_VERDICT_BUSY) {
+		struct notify_args args = {.error = st->error};
+		emit(a, NOTIFY_DB_CONNECT_TOO_MANY, &args);
+	}
+}
+
 /* on_housekeeping notices a removed lock file (it no longer protects the node). */
 static void on_housekeeping(uv_timer_t *t)
 {
@@ -527,6 +543,8 @@ static bool start_services(struct agent *a)
 		return true;
 	}
 	a->mon = dbmon_new(a->loop, a->cfg, a->password, on_dbmon, a);
+	if (a->mon != NULL)
+		dbmon_set_alert(a->mon, on_db_alert, a);
 	if (a->mon == NULL || dbmon_start(a->mon) < 0) {
 		log_severe("agent: cannot start the database monitor");
 		return false;

@@ -23,12 +23,12 @@ struct script_run;
 /* Named exit codes of efmd. */
 enum agent_exit {
 	AGENT_EXIT_OK = 0,
-	AGENT_EXIT_FAILURE = 1,   /* runtime failure (database unreachable at start...) */
-	AGENT_EXIT_USAGE = 2,     /* bad command line */
-	AGENT_EXIT_CONFIG = 78,   /* EX_CONFIG: the configuration is invalid */
+	AGENT_EXIT_FAILURE = 1,    /* runtime failure (database unreachable at start...) */
+	AGENT_EXIT_USAGE = 2,      /* bad command line */
+	AGENT_EXIT_CONFIG = 78,    /* EX_CONFIG: the configuration is invalid */
 	AGENT_EXIT_CANTCREAT = 73, /* EX_CANTCREAT: a lock path is unusable (a directory...) */
-	AGENT_EXIT_LOCKED = 75,   /* EX_TEMPFAIL: another agent runs this cluster here */
-	AGENT_EXIT_REFUSED = 77,  /* EX_NOPERM: the cluster refused to admit this node */
+	AGENT_EXIT_LOCKED = 75,    /* EX_TEMPFAIL: another agent runs this cluster here */
+	AGENT_EXIT_REFUSED = 77,   /* EX_NOPERM: the cluster refused to admit this node */
 };
 
 struct agent_paths {
@@ -42,7 +42,7 @@ struct agent {
 	uv_loop_t *loop;
 	struct agent_paths paths;
 	char *cluster;
-	struct efm_config *cfg;  /* current configuration */
+	struct efm_config *cfg; /* current configuration */
 	/*
 	 * The configuration the agent started with.  The cluster layer and the
 	 * database monitor keep pointers into it until they close (their settings
@@ -50,7 +50,7 @@ struct agent {
 	 * freed as soon as a reload replaces it.
 	 */
 	struct efm_config *start_cfg;
-	char password[256];      /* decrypted db password, "" for .pgpass */
+	char password[256]; /* decrypted db password, "" for .pgpass */
 
 	struct lockfile lock;       /* RUN_DIR/CLUSTER.lock */
 	struct lockfile state_lock; /* STATE_DIR/CLUSTER/efmd.lock */
@@ -58,15 +58,15 @@ struct agent {
 	struct dbmon *mon;
 	struct admin_server *admin;
 	struct notifier *notify;
-	struct cluster *cl;      /* the cluster layer (cluster.h) */
+	struct cluster *cl;                   /* the cluster layer (cluster.h) */
 	struct script_run *db_failure_script; /* script.db.failure while it runs */
 
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	uv_timer_t housekeeping; /* lock file watch */
 	bool lock_warned;
 
-	enum node_type type;     /* Master / Standby / Witness / Idle */
-	bool ready;              /* role known, READY sent */
+	enum node_type type; /* Master / Standby / Witness / Idle */
+	bool ready;          /* role known, READY sent */
 	bool stopping;
 	int exit_code;
 };
@@ -80,7 +80,8 @@ int agent_run(const char *cluster, const struct agent_paths *paths);
 /* agent_stop begins a clean stop with the given exit code (idempotent). */
 void agent_stop(struct agent *a, int exit_code, const char *why);
 
-/* agent_set_type moves the agent's role (Master/Standby/Witness/Idle), logging old -> new and why. */
+/* agent_set_type moves the agent's role (Master/Standby/Witness/Idle), logging old -> new and why.
+ */
 void agent_set_type(struct agent *a, enum node_type type, const char *why);
 
 /* agent_local_address: the address other nodes and the status know us by. */

@@ -46,9 +46,9 @@
 
 #include "address.h"
 
-#define CLUSTERFSM_MAX_NODES  64  /* allowed hosts, members */
+#define CLUSTERFSM_MAX_NODES  64           /* allowed hosts, members */
 #define CLUSTERFSM_HOST_MAX   EFM_HOST_MAX /* host text incl. NUL */
-#define CLUSTERFSM_ADDR_MAX   264 /* "[host]:port" incl. NUL */
+#define CLUSTERFSM_ADDR_MAX   264          /* "[host]:port" incl. NUL */
 #define CLUSTERFSM_REASON_MAX 192
 
 /* Largest encoded command; buffers of this size always suffice. */

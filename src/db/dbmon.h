@@ -62,14 +62,15 @@ const char *db_verdict_text(enum db_verdict v);
 /* What one successful check saw. */
 struct db_sample {
 	enum db_role role;
-	char current_lsn[32];  /* master: pg_current_wal_lsn(); standby: "" */
-	char receive_lsn[32];  /* standby: pg_last_wal_receive_lsn(), "" if none */
-	char replay_lsn[32];   /* standby: pg_last_wal_replay_lsn() */
-	bool replay_paused;    /* standby: pg_is_wal_replay_paused() */
-	int server_version;    /* PQserverVersion() */
+	char current_lsn[32]; /* master: pg_current_wal_lsn(); standby: "" */
+	char receive_lsn[32]; /* standby: pg_last_wal_receive_lsn(), "" if none */
+	char replay_lsn[32];  /* standby: pg_last_wal_replay_lsn() */
+	bool replay_paused;   /* standby: pg_is_wal_replay_paused() */
+	int server_version;   /* PQserverVersion() */
 };
 
-/* db_sample_lsn is the position used for comparisons: current on a master, received (or replayed) on a standby. */
+/* db_sample_lsn is the position used for comparisons: current on a master, received (or replayed)
+ * on a standby. */
 const char *db_sample_lsn(const struct db_sample *s);
 
 /* lsn_parse reads "X/Y" into a 64-bit position; false when malformed. */
@@ -77,7 +78,8 @@ bool lsn_parse(const char *text, uint64_t *out);
 
 enum dbmon_event {
 	DBMON_STARTED,      /* first check succeeded: role and WAL position known */
-	DBMON_START_FAILED, /* could not connect at start: the agent must exit (conn_error says why) */
+	DBMON_START_FAILED, /* could not connect at start: the agent must exit (conn_error says why)
+	                     */
 	DBMON_TIMING_OUT,   /* no success for local.timeout: making the final check */
 	DBMON_RECOVERED,    /* the final check (or a later check) succeeded after TIMING_OUT */
 	DBMON_FAILED,       /* the final check failed: database declared failed (latched) */
@@ -85,19 +87,19 @@ enum dbmon_event {
 };
 
 struct dbmon_status {
-	bool started;           /* DBMON_STARTED was reported */
-	bool failed;            /* latched by DBMON_FAILED until dbmon_resume */
-	bool timing_out;        /* between DBMON_TIMING_OUT and DBMON_RECOVERED/FAILED */
-	bool last_ok;           /* the most recent check succeeded */
-	struct db_sample last;  /* from the most recent successful check */
-	uint64_t last_ok_ms;    /* uv_now() of the most recent successful check, 0 never */
-	uint64_t checks;        /* successful checks so far */
-	uint64_t connections;   /* connections opened so far (tests db.reuse.connection.count) */
+	bool started;          /* DBMON_STARTED was reported */
+	bool failed;           /* latched by DBMON_FAILED until dbmon_resume */
+	bool timing_out;       /* between DBMON_TIMING_OUT and DBMON_RECOVERED/FAILED */
+	bool last_ok;          /* the most recent check succeeded */
+	struct db_sample last; /* from the most recent successful check */
+	uint64_t last_ok_ms;   /* uv_now() of the most recent successful check, 0 never */
+	uint64_t checks;       /* successful checks so far */
+	uint64_t connections;  /* connections opened so far (tests db.reuse.connection.count) */
 	enum db_conn_error conn_error; /* of the most recent failure */
 	enum db_verdict verdict;       /* of the most recent failure */
 	bool unverified;               /* the last final check could not decide (busy server or the
 	                                  agent's trouble): not failed, not known to be up */
-	char error[512];        /* libpq's message of the most recent failure, one line */
+	char error[512];               /* libpq's message of the most recent failure, one line */
 };
 
 struct dbmon;
@@ -121,7 +123,7 @@ typedef void (*dbmon_alert_cb)(void *arg, enum db_verdict why, const struct dbmo
  * (may be "" to rely on .pgpass).  cfg must outlive the monitor.
  */
 struct dbmon *dbmon_new(uv_loop_t *loop, const struct efm_config *cfg, const char *password,
-			dbmon_cb cb, void *arg);
+                        dbmon_cb cb, void *arg);
 /* dbmon_set_alert installs the alert hook (cb NULL removes it). */
 void dbmon_set_alert(struct dbmon *m, dbmon_alert_cb cb, void *arg);
 /* dbmon_start makes the first check at once; returns 0 or a negative uv error. */
@@ -135,7 +137,8 @@ int dbmon_start(struct dbmon *m) __attribute__((warn_unused_result));
  */
 void dbmon_resume(struct dbmon *m, const struct db_sample *seen);
 const struct dbmon_status *dbmon_status(const struct dbmon *m);
-/* dbmon_close stops everything; done (may be NULL) runs once all handles are closed and m is freed. */
+/* dbmon_close stops everything; done (may be NULL) runs once all handles are closed and m is freed.
+ */
 void dbmon_close(struct dbmon *m, void (*done)(void *arg), void *arg);
 
 /*
@@ -152,7 +155,7 @@ struct db_probe_result {
 };
 typedef void (*db_probe_cb)(void *arg, const struct db_probe_result *r);
 int db_probe(uv_loop_t *loop, const struct efm_config *cfg, const char *password, const char *host,
-	     int port, uint64_t timeout_ms, db_probe_cb cb, void *arg)
+             int port, uint64_t timeout_ms, db_probe_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
 #endif

@@ -58,7 +58,7 @@ struct pgconn {
 
 	/* The result being collected while QUERYING. */
 	PGresult *result;
-	char query_error[512]; /* first error result's message, "" when none */
+	char query_error[512];  /* first error result's message, "" when none */
 	char query_sqlstate[6]; /* and its SQLSTATE, "" when none */
 
 	int server_version;
