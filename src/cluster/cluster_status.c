@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dbmon.h"
 #include "log.h"
@@ -167,7 +168,16 @@ void cluster_status_command(struct cluster *c, struct admin_request *req)
 		p->q = q;
 		p->node = i;
 		q->pending++;
-		int rc = db_probe(c->loop, c->cfg, c->password, n->address, c->cfg->db_port,
+		/*
+		 * Our own database is where our monitor finds it (db.host, which
+		 * defaults to the bind address but may differ); the others' at
+		 * their agents' addresses.
+		 */
+		const char *host = n->address;
+		if (strcasecmp(n->address, c->cfg->bind.host) == 0 && c->cfg->db_host != NULL &&
+		    c->cfg->db_host[0] != '\0')
+			host = c->cfg->db_host;
+		int rc = db_probe(c->loop, c->cfg, c->password, host, c->cfg->db_port,
 		                  (uint64_t)c->cfg->remote_timeout_s * 1000, on_probe, p);
 		if (rc < 0) {
 			struct db_probe_result r = {.ok = false};

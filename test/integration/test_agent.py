@@ -238,3 +238,17 @@ def test_resume_after_the_database_is_back(cluster):
     pg.stop()
     wait_for(lambda: a.node_status().get("failed"), 15, "second database failure")
     assert a.read_log().count("database failure") >= 2
+
+
+def test_status_probes_the_local_database_at_db_host(cluster):
+    """db.host differs from the bind address: the status asks db.host.
+
+    The database listens only on 127.0.0.2 while the agent binds 127.0.0.5;
+    probing the bind address would report a healthy database as down.
+    """
+    cluster.master(M)
+    agent_host = "127.0.0.5"
+    a = cluster.agent(agent_host, **{"db.host": M}).start()
+    n = wait_for(lambda: node(a.status()[0], agent_host), 20, "the master's row")
+    assert (n["type"], n["db"]) == ("Master", "UP"), n
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", n["xlog"]), n
