@@ -227,6 +227,18 @@ static void on_tick(uv_timer_t *t)
 		return;
 	}
 	cluster_check_majority(c);
+	/*
+	 * A leader whose replicated allowed list is empty was stopped between
+	 * its first bootstrap and the seeding of that list (the two are
+	 * separate Raft entries): seed it now, or it would refuse to admit
+	 * even itself on every later start.  Seeding skips hosts already
+	 * allowed, so doing it again is harmless.
+	 */
+	if (c->phase == CLUSTER_RUNNING && c->rio.st.n_allowed == 0 && raftio_is_leader(&c->rio) &&
+	    cluster_set_phase(c, CLUSTER_SEEDING))
+		log_warning("cluster %s: the allowed node list is empty: the first start was "
+		            "interrupted before it was seeded; seeding it now",
+		            c->name);
 	if (c->phase == CLUSTER_SEEDING)
 		cluster_seed(c);
 	if (cluster_now(c) - c->hb_last_ms >= c->tick_ms) {

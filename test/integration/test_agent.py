@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -252,3 +253,23 @@ def test_status_probes_the_local_database_at_db_host(cluster):
     n = wait_for(lambda: node(a.status()[0], agent_host), 20, "the master's row")
     assert (n["type"], n["db"]) == ("Master", "UP"), n
     assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", n["xlog"]), n
+
+
+def test_stop_right_after_the_first_bootstrap_does_not_wedge(cluster):
+    """SIGTERM during the first start of a one-member cluster (around its
+    bootstrap and the seeding of its allowed list) must not leave a cluster
+    that refuses its only member on every later start."""
+    cluster.master(M)
+    a = cluster.agent(M)
+    for delay_ms in (50, 80, 110, 140, 170, 200):
+        shutil.rmtree(a.state_dir)
+        os.makedirs(a.state_dir)
+        a.start(wait=False)
+        time.sleep(delay_ms / 1000)  # the fault's timing, not a wait for a condition
+        a.stop()
+        mark = len(a.read_log())
+        a.start(wait=False)
+        wait_for(lambda: M in a.status()[0]["nodes"] and
+                 "refusing to admit" not in a.read_log()[mark:], 20,
+                 f"SIGTERM after {delay_ms} ms: the restarted agent to be its cluster's member")
+        a.stop()
