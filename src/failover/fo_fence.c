@@ -1,0 +1,309 @@
+/*
+ * fo_fence.c - fence the local database (fo_local.h): stop it at once and
+ * leave standby.signal in its data directory, so it can neither take writes
+ * now nor come back as a master after a restart.
+ *
+ * Steps:
+ *   owner   (thread pool) who owns the data directory, where runuser is,
+ *           whether pg_ctl is there: user lookups may ask NSS over the
+ *           network, so never on the loop
+ *   status  pg_ctl status: 3 = not running, 0 = running
+ *   stop    pg_ctl stop -m immediate, then status again to be sure
+ *   signal  (thread pool) create <data dir>/standby.signal, 0600, owner's
+ * The signal step runs even when the stop failed: a server that will not
+ * stop still must not come back as a master.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fo_int.h"
+#include "log.h"
+
+/* pg_ctl status exit codes. */
+#define PG_CTL_RUNNING     0
+#define PG_CTL_NOT_RUNNING 3
+#define PG_CTL_NO_DATA_DIR 4
+
+struct fence {
+	char datadir[PATH_MAX];
+	char pg_ctl[PATH_MAX];
+	char owner[128];  /* db.service.owner, else the data directory's owner */
+	char runuser[64]; /* "" when the agent is not root: pg_ctl runs as the agent */
+	uid_t uid;        /* the owner's, for standby.signal */
+	gid_t gid;
+	bool as_root;
+
+	bool was_running;                     /* pg_ctl status said running at first */
+	bool stop_tried;                      /* pg_ctl stop ran */
+	char stop_failure[FO_DETAIL_MAX / 2]; /* why the stop failed, "" when it did not */
+
+	char err[FO_DETAIL_MAX / 2]; /* a thread-pool step's failure, "" on success */
+	bool signal_existed;
+};
+
+/* -- thread-pool steps ------------------------------------------------------ */
+
+/* find_owner fills uid, gid, owner from db.service.owner or the data directory. */
+static void find_owner(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+	f->as_root = geteuid() == 0;
+
+	if (f->owner[0] != '\0') {
+		int rc = getpwnam_r(f->owner, &pw, buf, sizeof(buf), &res);
+		if (res == NULL) {
+			snprintf(f->err, sizeof(f->err), "db.service.owner %s: %s", f->owner,
+			         rc != 0 ? strerror(rc) : "no such user");
+			return;
+		}
+		f->uid = pw.pw_uid;
+		f->gid = pw.pw_gid;
+	} else {
+		struct stat st;
+		int serr = stat(f->datadir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+		if (serr != 0) {
+			snprintf(f->err, sizeof(f->err),
+			         "db.recovery.conf.dir %s: cannot use it as the data directory: %s",
+			         f->datadir, strerror(serr));
+			return;
+		}
+		f->uid = st.st_uid;
+		f->gid = st.st_gid;
+		int rc = getpwuid_r(st.st_uid, &pw, buf, sizeof(buf), &res);
+		if (res == NULL && f->as_root) {
+			snprintf(f->err, sizeof(f->err),
+			         "the owner (uid %u) of the data directory %s has no user name "
+			         "(%s); set db.service.owner",
+			         (unsigned)st.st_uid, f->datadir,
+			         rc != 0 ? strerror(rc) : "not found");
+			return;
+		}
+		snprintf(f->owner, sizeof(f->owner), "%s", res != NULL ? pw.pw_name : "");
+	}
+
+	if (access(f->pg_ctl, X_OK) != 0) {
+		snprintf(f->err, sizeof(f->err), "db.bin: cannot run %s: %s", f->pg_ctl,
+		         strerror(errno));
+		return;
+	}
+	if (f->as_root) {
+		static const char *const runusers[] = {"/usr/sbin/runuser", "/sbin/runuser",
+		                                       "/usr/bin/runuser", "/bin/runuser"};
+		for (size_t i = 0; i < sizeof(runusers) / sizeof(runusers[0]); i++) {
+			if (access(runusers[i], X_OK) == 0) {
+				snprintf(f->runuser, sizeof(f->runuser), "%s", runusers[i]);
+				return;
+			}
+		}
+		snprintf(f->err, sizeof(f->err),
+		         "runuser not found: cannot run pg_ctl as %s (the agent runs as root)",
+		         f->owner);
+	}
+}
+
+/* write_signal creates standby.signal (or keeps the one there) with the owner and 0600. */
+static void write_signal(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/standby.signal", f->datadir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		f->signal_existed = true;
+		fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd < 0) {
+		snprintf(f->err, sizeof(f->err), "cannot create %s: %s", path, strerror(errno));
+		return;
+	}
+	if ((f->as_root && fchown(fd, f->uid, f->gid) != 0) || fchmod(fd, 0600) != 0 ||
+	    fsync(fd) != 0) {
+		snprintf(f->err, sizeof(f->err), "cannot set up %s: %s", path, strerror(errno));
+		close(fd);
+		return;
+	}
+	close(fd);
+	/* The file must survive a crash of the node, not only of the server. */
+	int dfd = open(f->datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0)
+		snprintf(f->err, sizeof(f->err), "cannot sync the directory %s: %s", f->datadir,
+		         strerror(errno));
+	if (dfd >= 0)
+		close(dfd);
+}
+
+/* -- loop steps ------------------------------------------------------------- */
+
+static void status_step(struct fo_action *a);
+
+/* run_pg_ctl runs pg_ctl with args as the data directory's owner. */
+static void run_pg_ctl(struct fo_action *a, const char *const *args, size_t n, fo_run_cb done)
+{
+	struct fence *f = a->kind;
+	const char *argv[16];
+	size_t k = 0;
+	const char *path = f->pg_ctl;
+	if (f->runuser[0] != '\0') {
+		path = f->runuser;
+		argv[k++] = "-u";
+		argv[k++] = f->owner;
+		argv[k++] = "--";
+		argv[k++] = f->pg_ctl;
+	}
+	for (size_t i = 0; i < n && k < sizeof(argv) / sizeof(argv[0]); i++)
+		argv[k++] = args[i];
+	fo__run(a, "pg_ctl", path, argv, k, NULL, 0, fo__remaining_ms(a), done);
+}
+
+static void on_signal_written(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	const char *sig =
+	    f->signal_existed ? "standby.signal already present" : "standby.signal created";
+	if (f->err[0] != '\0') {
+		fo__finish(a, false, "%s%s%s", f->stop_failure, f->stop_failure[0] ? "; " : "",
+		           f->err);
+		return;
+	}
+	if (f->stop_failure[0] != '\0') {
+		fo__finish(a, false, "%s; %s", f->stop_failure, sig);
+		return;
+	}
+	fo__finish(a, true, "%s, %s in %s",
+	           f->was_running ? "server stopped (immediate)" : "server already stopped", sig,
+	           f->datadir);
+}
+
+static void signal_step(struct fo_action *a)
+{
+	fo__step(a, "writing standby.signal");
+	fo__work(a, write_signal, on_signal_written);
+}
+
+/* pg_ctl_failure describes a pg_ctl run that did not do what was asked. */
+static void pg_ctl_failure(struct fo_action *a, const char *what, const struct script_result *r,
+                           char *out, size_t outlen)
+{
+	char how[128], line[256];
+	script_result_describe(r, how, sizeof(how));
+	fo__first_line(fo_action_output(a), line, sizeof(line));
+	snprintf(out, outlen, "pg_ctl %s failed: %s%s%s", what, how, line[0] ? ": " : "", line);
+}
+
+static void on_stop(struct fo_action *a, const struct script_result *r)
+{
+	struct fence *f = a->kind;
+	if (!script_ok(r))
+		pg_ctl_failure(a, "stop", r, f->stop_failure, sizeof(f->stop_failure));
+	else
+		log_info("%s: server stopped (immediate)", a->label);
+	/* Whatever pg_ctl said, ask again: it may have stopped, or stopped by itself. */
+	status_step(a);
+}
+
+static void on_status(struct fo_action *a, const struct script_result *r)
+{
+	struct fence *f = a->kind;
+	if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_NOT_RUNNING) {
+		if (f->stop_tried)
+			f->stop_failure[0] = '\0'; /* it is down, which is all the stop was for */
+		else
+			log_info("%s: server already stopped", a->label);
+		signal_step(a);
+		return;
+	}
+	if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_RUNNING) {
+		if (f->stop_tried) {
+			if (f->stop_failure[0] == '\0')
+				snprintf(f->stop_failure, sizeof(f->stop_failure),
+				         "server still running after pg_ctl stop");
+			signal_step(a);
+			return;
+		}
+		f->was_running = true;
+		f->stop_tried = true;
+		char secs[16];
+		uint64_t left = fo__remaining_ms(a);
+		snprintf(secs, sizeof(secs), "%llu",
+		         (unsigned long long)(left > 2000 ? (left - 1000) / 1000 : 1));
+		const char *args[] = {"stop",      "-D", f->datadir, "-m",
+		                      "immediate", "-w", "-t",       secs};
+		run_pg_ctl(a, args, 8, on_stop);
+		return;
+	}
+	char why[FO_DETAIL_MAX / 2];
+	pg_ctl_failure(a, "status", r, why, sizeof(why));
+	if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_NO_DATA_DIR)
+		fo__finish(a, false, "%s (db.recovery.conf.dir %s is not a data directory)", why,
+		           f->datadir);
+	else
+		fo__finish(a, false, "%s", why);
+}
+
+static void status_step(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	const char *args[] = {"status", "-D", f->datadir};
+	run_pg_ctl(a, args, 3, on_status);
+}
+
+static void on_owner(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	if (f->err[0] != '\0') {
+		fo__finish(a, false, "%s", f->err);
+		return;
+	}
+	log_fine("%s: data directory %s owned by %s (uid %u)%s", a->label, f->datadir,
+	         f->owner[0] ? f->owner : "?", (unsigned)f->uid,
+	         f->runuser[0] ? ", pg_ctl through runuser" : "");
+	status_step(a);
+}
+
+struct fo_action *fo_fence_db(uv_loop_t *loop, const struct efm_config *cfg, uint64_t timeout_ms,
+                              fo_done_cb cb, void *arg)
+{
+	char label[PATH_MAX];
+	snprintf(label, sizeof(label), "fence db %s",
+	         cfg->db_recovery_conf_dir[0] ? cfg->db_recovery_conf_dir : "(no data directory)");
+	struct fo_action *a = fo__new(loop, label, timeout_ms, cb, arg);
+	if (a == NULL)
+		return NULL;
+	struct fence *f = calloc(1, sizeof(*f));
+	a->kind = f;
+	if (f == NULL) {
+		fo__finish_later(a, false, "out of memory");
+		return a;
+	}
+	if (cfg->db_recovery_conf_dir[0] == '\0') {
+		fo__finish_later(
+		    a, false,
+		    "db.recovery.conf.dir (the data directory, alias db.data.dir) is not "
+		    "set: cannot fence the database");
+		return a;
+	}
+	if (cfg->db_bin[0] == '\0') {
+		fo__finish_later(
+		    a, false,
+		    "db.bin (the directory holding pg_ctl) is not set: cannot fence the "
+		    "database");
+		return a;
+	}
+	snprintf(f->datadir, sizeof(f->datadir), "%s", cfg->db_recovery_conf_dir);
+	snprintf(f->pg_ctl, sizeof(f->pg_ctl), "%s/pg_ctl", cfg->db_bin);
+	snprintf(f->owner, sizeof(f->owner), "%s", cfg->db_service_owner);
+	log_info("%s: fencing the local database (within %.1f s)", a->label,
+	         (double)timeout_ms / 1000.0);
+	fo__step(a, "finding the data directory's owner");
+	fo__work(a, find_owner, on_owner);
+	return a;
+}
