@@ -172,6 +172,16 @@ cJSON *status_to_json(const struct status_model *m)
 	    !add_string_array(root, "failoverpriority", m->priority, m->n_priority) ||
 	    !add_string_array(root, "messages", m->messages, m->n_messages))
 		goto fail;
+	if (m->failover.present) {
+		const struct status_failover *f = &m->failover;
+		cJSON *fo = cJSON_AddObjectToObject(root, "failover");
+		if (fo == NULL || cJSON_AddStringToObject(fo, "phase", f->phase) == NULL ||
+		    cJSON_AddStringToObject(fo, "candidate", f->candidate) == NULL ||
+		    cJSON_AddNumberToObject(fo, "serial", (double)f->serial) == NULL ||
+		    cJSON_AddStringToObject(fo, "master", f->master) == NULL ||
+		    cJSON_AddStringToObject(fo, "decision", f->decision) == NULL)
+			goto fail;
+	}
 	return root;
 fail:
 	cJSON_Delete(root);
@@ -283,6 +293,23 @@ bool status_from_json(const cJSON *j, struct status_model *m)
 	    !list_from_json(j, "failoverpriority", &m->priority, &m->n_priority) ||
 	    !list_from_json(j, "messages", &m->messages, &m->n_messages))
 		goto fail;
+	const cJSON *fo = cJSON_GetObjectItemCaseSensitive(j, "failover");
+	if (cJSON_IsObject(fo)) {
+		struct status_failover *f = &m->failover;
+		const char *phase = get_string(fo, "phase");
+		const char *cand = get_string(fo, "candidate");
+		const char *master = get_string(fo, "master");
+		const char *decision = get_string(fo, "decision");
+		const cJSON *serial = cJSON_GetObjectItemCaseSensitive(fo, "serial");
+		f->present = true;
+		copy_str(f->phase, sizeof(f->phase), phase != NULL ? phase : "?");
+		copy_str(f->candidate, sizeof(f->candidate), cand != NULL ? cand : "");
+		copy_str(f->master, sizeof(f->master), master != NULL ? master : "");
+		copy_str(f->decision, sizeof(f->decision), decision != NULL ? decision : "");
+		f->serial = cJSON_IsNumber(serial) && serial->valuedouble >= 0
+		                ? (unsigned long long)serial->valuedouble
+		                : 0;
+	}
 	return true;
 fail:
 	status_free(m);
@@ -567,6 +594,17 @@ void status_render_text(FILE *out, const struct status_model *m)
 	print_list(out, "Standby priority host list:", m->priority, m->n_priority);
 	render_promote(out, m);
 	render_idle(out, m);
+	if (m->failover.present) {
+		const struct status_failover *f = &m->failover;
+		fprintf(out, "\nFailover:\n\n\tMaster record: %s\n",
+		        f->master[0] ? f->master : "(none)");
+		if (f->serial > 0)
+			fprintf(out, "\tLast promotion: #%llu of %s, phase %s\n", f->serial,
+			        f->candidate, f->phase);
+		else
+			fprintf(out, "\tLast promotion: (none)\n");
+		fprintf(out, "\tLatest decision: %s\n", f->decision);
+	}
 	if (m->n_messages > 0) {
 		fprintf(out, "\nMessages:\n");
 		for (size_t i = 0; i < m->n_messages; i++)

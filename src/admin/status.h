@@ -30,8 +30,19 @@ struct status_node {
 	char xloginfo[512]; /* why xlog is unknown, or "DB is not in recovery." etc. */
 };
 
+/* The failover part: the replicated promotion lock and the coordinator's latest decision. */
+struct status_failover {
+	bool present;
+	char phase[24];      /* NONE, FENCING, PROMOTING, VIP, RECONFIGURING, DONE, ABORTED */
+	char candidate[264]; /* the last promotion's candidate, "" none */
+	unsigned long long serial;
+	char master[264];   /* the replicated master record, "" none */
+	char decision[512]; /* one line */
+};
+
 struct status_model {
 	char cluster[128];
+	struct status_failover failover;
 	struct status_node *nodes;
 	size_t n_nodes;
 	char **allowed; /* allowed node host list */

@@ -212,7 +212,10 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		log_warning("db %s:%d: pg_is_in_recovery() changed: the database is now a %s",
 		            a->cfg->db_host, a->cfg->db_port,
 		            st->last.role == DB_ROLE_MASTER ? "master" : "standby");
-		if (a->type != NODE_IDLE)
+		if (st->last.role == DB_ROLE_MASTER && failover_expects_master(&a->fo)) {
+			a->fo.expect_master = false;
+			agent_set_type(a, NODE_MASTER, "the cluster promoted the local database");
+		} else if (a->type != NODE_IDLE)
 			agent_set_type(a, NODE_IDLE,
 			               "the database changed role outside efm; 'efm resume' after "
 			               "checking it");
@@ -349,6 +352,7 @@ void agent_stop(struct agent *a, int exit_code, const char *why)
 		dbmon_close(a->mon, NULL, NULL);
 		a->mon = NULL;
 	}
+	failover_close(&a->fo);
 	if (a->cl != NULL) {
 		/* A clean stop leaves the membership; stop-cluster and failures keep it. */
 		cluster_shutdown(a->cl, exit_code == AGENT_EXIT_OK, NULL, NULL);
@@ -500,6 +504,31 @@ static void cluster_event_hook(void *arg, enum notify_event ev, const char *node
 	emit(arg, ev, &args);
 }
 
+static enum node_type fo_role(void *arg)
+{
+	struct agent *a = arg;
+	return a->ready ? a->type : NODE_IDLE;
+}
+
+static bool fo_db_is_master(void *arg)
+{
+	struct agent *a = arg;
+	if (a->mon == NULL)
+		return false;
+	const struct dbmon_status *st = dbmon_status(a->mon);
+	return st->last_ok && st->last.role == DB_ROLE_MASTER;
+}
+
+static void fo_set_role(void *arg, enum node_type type, const char *why)
+{
+	agent_set_type(arg, type, why);
+}
+
+static void fo_notify(void *arg, enum notify_event ev, const struct notify_args *args)
+{
+	emit(arg, ev, args);
+}
+
 /* start_cluster listens on bind.address and begins joining; false on failure. */
 static bool start_cluster(struct agent *a)
 {
@@ -509,7 +538,15 @@ static bool start_cluster(struct agent *a)
 	                          .local_node = agent_status_local_node,
 	                          .event = cluster_event_hook};
 	a->cl = cluster_new(a->loop, a->cfg, a->paths.state_dir, a->password, &h);
-	return a->cl != NULL && cluster_start(a->cl);
+	if (a->cl == NULL)
+		return false;
+	struct failover_hooks fh = {.arg = a,
+	                            .role = fo_role,
+	                            .db_is_master = fo_db_is_master,
+	                            .set_role = fo_set_role,
+	                            .notify = fo_notify};
+	failover_init(&a->fo, a->loop, a->cfg, a->password, a->cl, &fh);
+	return cluster_start(a->cl);
 }
 
 /* start_services brings up signals, the admin socket and the monitor; false on failure. */

@@ -11,6 +11,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "failover.h"
 #include "lockfile.h"
 #include "status.h"
 
@@ -59,6 +60,7 @@ struct agent {
 	struct admin_server *admin;
 	struct notifier *notify;
 	struct cluster *cl;                   /* the cluster layer (cluster.h) */
+	struct failover fo;                   /* the failover engine (failover.h) */
 	struct script_run *db_failure_script; /* script.db.failure while it runs */
 
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;

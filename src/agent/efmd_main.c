@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "decide.h"
 #include "version.h"
 
 static void usage(FILE *out)
@@ -26,6 +27,7 @@ static void usage(FILE *out)
 	    "  --state-dir DIR   consensus state (default /var/lib/efm, or $EFM_STATE_DIR)\n"
 	    "  --run-dir DIR     admin socket and lock file (default /run/efm, or $EFM_RUN_DIR)\n"
 	    "  --log-file FILE   log to FILE instead of stderr\n"
+	    "  --dump-decisions  print the failover coordinator's decision table and exit\n"
 	    "  -h, --help        show this help\n"
 	    "  -V, --version     show the version\n"
 	    "\n"
@@ -59,6 +61,7 @@ int main(int argc, char **argv)
 	    {"state-dir", required_argument, NULL, 's'},
 	    {"run-dir", required_argument, NULL, 'r'},
 	    {"log-file", required_argument, NULL, 'l'},
+	    {"dump-decisions", no_argument, NULL, 'D'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -84,6 +87,9 @@ int main(int argc, char **argv)
 		case 'l':
 			paths.log_file = optarg;
 			break;
+		case 'D':
+			fo_dump_decisions(stdout);
+			return AGENT_EXIT_OK;
 		case 'h':
 			usage(stdout);
 			return AGENT_EXIT_OK;

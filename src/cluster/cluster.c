@@ -184,6 +184,7 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 	while (i < sizeof(requests) / sizeof(requests[0]) && strcmp(requests[i].type, t) != 0)
 		i++;
 	bool known = i < sizeof(requests) / sizeof(requests[0]);
+	bool failover = strncmp(t, "fo-", 3) == 0 && c->ext.request != NULL;
 	if (!(known && requests[i].strangers) && !peer_known(c, peer_id, peer_addr)) {
 		log_warning(
 		    "cluster %s: ignoring \"%s\" from %s: not in the allowed node host list",
@@ -192,6 +193,8 @@ static void on_request(void *arg, struct rpc_conn *conn, uint64_t peer_id, const
 	}
 	if (known)
 		requests[i].fn(c, conn, peer_id, peer_addr, msg);
+	else if (failover)
+		c->ext.request(c->ext.arg, conn, peer_id, peer_addr, msg);
 	else
 		log_fine("cluster %s: %s sent an unknown request \"%s\"", c->name, peer_addr, t);
 }
@@ -260,6 +263,8 @@ static void on_tick(uv_timer_t *t)
 		cluster_leader_duties(c);
 		cluster_reset_gone(c);
 	}
+	if (c->ext.tick != NULL)
+		c->ext.tick(c->ext.arg);
 }
 
 bool cluster_start(struct cluster *c)

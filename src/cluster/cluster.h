@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cJSON.h>
 #include <uv.h>
 
 #include "admin.h"
@@ -36,6 +37,8 @@
 #include "config.h"
 #include "members.h"
 #include "notify.h"
+#include "raftio.h"
+#include "rpc.h"
 #include "status.h"
 
 struct cluster;
@@ -65,6 +68,22 @@ struct cluster_hooks {
 };
 
 /*
+ * The failover layer's hooks.  tick runs at the end of every membership
+ * tick (after liveness and the leader's duties); request receives every
+ * peer request whose type begins with "fo-", from members and allowed
+ * hosts only, and answers it on conn (rpc_reply now, or rpc_conn_ref and
+ * later rpc_reply_release).
+ */
+struct cluster_ext {
+	void *arg;
+	void (*tick)(void *arg);
+	void (*request)(void *arg, struct rpc_conn *conn, uint64_t peer_id, const char *peer_addr,
+	                const cJSON *msg);
+	/* status adds the failover part to the cluster status (may be NULL). */
+	void (*status)(void *arg, struct status_model *m);
+};
+
+/*
  * cluster_new prepares the layer; password is the decrypted database
  * password (for the derived peer key).  NULL after logging why.
  */
@@ -80,6 +99,51 @@ bool cluster_start(struct cluster *c) __attribute__((warn_unused_result));
  * freed after done returns.  Idempotent: later calls are ignored.
  */
 void cluster_shutdown(struct cluster *c, bool leave, void (*done)(void *arg), void *arg);
+
+/* cluster_set_ext installs the failover layer's hooks (before cluster_start). */
+void cluster_set_ext(struct cluster *c, const struct cluster_ext *ext);
+
+/* ---- what the failover layer reads and does through the cluster (cluster_api.c) ---- */
+
+/* The applied replicated state. */
+const struct cluster_state *cluster_state(const struct cluster *c);
+/* This agent's Raft id and peer address. */
+uint64_t cluster_self_id(const struct cluster *c);
+const char *cluster_self_address(const struct cluster *c);
+/* The node timeout T and the membership tick, ms. */
+uint64_t cluster_node_timeout_ms(const struct cluster *c);
+uint64_t cluster_tick_ms(const struct cluster *c);
+/* The loop's clock, ms. */
+uint64_t cluster_clock(const struct cluster *c);
+/* This agent leads, and the current Raft term. */
+bool cluster_is_leader(struct cluster *c);
+uint64_t cluster_term(struct cluster *c);
+/* Voters of the current Raft configuration. */
+size_t cluster_voter_count(struct cluster *c);
+/* A member agent heard within the node timeout; ms since it was last heard (or tracked). */
+bool cluster_member_alive(struct cluster *c, uint64_t id);
+uint64_t cluster_member_silent_ms(struct cluster *c, uint64_t id);
+/*
+ * cluster_member_report: the latest report of a live member, or this
+ * agent's own; false when not alive, never reported, or not known yet.
+ */
+bool cluster_member_report(struct cluster *c, uint64_t id, struct members_report *out);
+/*
+ * cluster_lease_ms: when our two-way contact with the leader was last
+ * proven (the send time of our latest heartbeat round the leader echoed,
+ * or now while we lead); 0 never.
+ */
+uint64_t cluster_lease_ms(const struct cluster *c);
+/* The database password, for probes of other members' databases. */
+const char *cluster_db_password(const struct cluster *c);
+/* Propose a command (leader only; see raftio_propose). */
+int cluster_propose(struct cluster *c, const struct clusterfsm_cmd *cmd, raftio_propose_cb cb,
+                    void *arg) __attribute__((warn_unused_result));
+/* Call a peer agent (see rpc_call). */
+int cluster_call(struct cluster *c, const char *address, cJSON *req, uint64_t timeout_ms,
+                 rpc_call_cb cb, void *arg) __attribute__((warn_unused_result));
+/* cluster_notify reports a notification through the agent (node: the address it concerns). */
+void cluster_notify(struct cluster *c, enum notify_event ev, const char *node);
 
 /* cluster_in_majority: a Raft leader with recent contact is known (or we lead). */
 bool cluster_in_majority(const struct cluster *c);

@@ -50,6 +50,9 @@
 /* stop-cluster: delay between the last answer (or the request) and the stop, ms. */
 #define CLUSTER_STOP_DELAY_MS 100
 
+/* Heartbeat rounds remembered for the lease (cluster_live.c): a few node timeouts' worth. */
+#define CLUSTER_HB_RING 128
+
 /* The voting set reset-members forces on the survivors (raft_recover). */
 struct cluster_reset_set {
 	size_t n;
@@ -125,6 +128,20 @@ struct cluster {
 	/* The leader's membership operations in flight (cluster_admit.c). */
 	bool admitting; /* one admission at a time */
 	bool removing;  /* one removal at a time */
+
+	/*
+	 * The two-way lease with the leader (cluster_live.c): every heartbeat
+	 * round has a sequence number; peers echo the last one they heard from
+	 * us, and an echo from the leader proves the leader heard the round
+	 * sent at hb_sent_ms.  lease_ms is the send time of the latest round
+	 * the leader has echoed (now, while we lead).
+	 */
+	uint64_t hb_seq;
+	uint64_t hb_ring_seq[CLUSTER_HB_RING], hb_ring_ms[CLUSTER_HB_RING];
+	uint64_t lease_ms;
+
+	/* The failover layer's hooks (cluster_set_ext); zeroed when unset. */
+	struct cluster_ext ext;
 
 	/* Majority. */
 	bool majority_known, in_majority;

@@ -14,6 +14,9 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 {
 	uint64_t now = cluster_now(c);
 	const struct cluster_state *st = &c->rio.st;
+	uint64_t seq = ++c->hb_seq;
+	c->hb_ring_seq[seq % CLUSTER_HB_RING] = seq;
+	c->hb_ring_ms[seq % CLUSTER_HB_RING] = now;
 	for (size_t i = 0; i < st->n_members; i++) {
 		const struct clusterfsm_member *m = &st->members[i];
 		if (m->id == c->id)
@@ -24,6 +27,9 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 			continue;
 		cJSON_AddStringToObject(hb, "xlog", rep->xlog);
 		cJSON_AddStringToObject(hb, "info", rep->info);
+		const struct members_entry *e = members_get(&c->mem, m->id);
+		cJSON_AddNumberToObject(hb, "seq", (double)seq);
+		cJSON_AddNumberToObject(hb, "echo", e != NULL ? (double)e->seq_heard : 0);
 		rpc_send(c->rpc, m->address, hb);
 	}
 	/* Forget peers that are no longer members. */
@@ -35,6 +41,29 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 			i++;
 		}
 	}
+}
+
+/*
+ * hb_sequence keeps the lease: it remembers the peer's round number (to
+ * echo it back) and, when the peer is the leader, extends the lease to the
+ * send time of our round it echoes.  Only the leader's echo counts: it
+ * proves that our heartbeats reach the node whose majority decides.
+ */
+static void hb_sequence(struct cluster *c, uint64_t peer_id, const cJSON *msg)
+{
+	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
+	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(msg, "echo");
+	if (!cJSON_IsNumber(seq) || !cJSON_IsNumber(echo) || seq->valuedouble < 0 ||
+	    echo->valuedouble < 1 || echo->valuedouble > (double)c->hb_seq)
+		return;
+	const struct members_entry *e = members_get(&c->mem, peer_id);
+	if (e != NULL)
+		((struct members_entry *)e)->seq_heard = (uint64_t)seq->valuedouble;
+	uint64_t n = (uint64_t)echo->valuedouble;
+	if (peer_id != raftio_leader(&c->rio, NULL) || c->hb_ring_seq[n % CLUSTER_HB_RING] != n)
+		return;
+	if (c->hb_ring_ms[n % CLUSTER_HB_RING] > c->lease_ms)
+		c->lease_ms = c->hb_ring_ms[n % CLUSTER_HB_RING];
 }
 
 void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
@@ -63,6 +92,7 @@ void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
 	members_heard(&c->mem, peer_id, addr->valuestring, cluster_now(c), &r);
 	if (was_down)
 		log_info("cluster %s: agent %s is UP again", c->name, addr->valuestring);
+	hb_sequence(c, peer_id, msg);
 }
 
 void cluster_check_majority(struct cluster *c)
@@ -70,6 +100,8 @@ void cluster_check_majority(struct cluster *c)
 	const char *leader = cluster_leader_address(c);
 	bool in = leader != NULL;
 	bool leading = raftio_is_leader(&c->rio);
+	if (leading)
+		c->lease_ms = cluster_now(c); /* libraft steps a leader down without a majority */
 	if (leading && c->leader_since_ms == 0) {
 		c->leader_since_ms = cluster_now(c);
 		log_info("cluster %s: this agent is now the cluster leader", c->name);

@@ -31,6 +31,8 @@ struct status_probe {
 
 static void reply_status(struct status_query *q)
 {
+	if (q->c->ext.status != NULL && !cluster_closing(q->c))
+		q->c->ext.status(q->c->ext.arg, &q->m);
 	cJSON *reply = cJSON_CreateObject();
 	cJSON_AddBoolToObject(reply, "ok", true);
 	cJSON_AddItemToObject(reply, "status", status_to_json(&q->m));

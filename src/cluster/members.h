@@ -32,6 +32,7 @@ struct members_entry {
 	uint64_t heard_ms;   /* last heartbeat received, 0 never */
 	bool reported;       /* report is valid */
 	struct members_report report;
+	uint64_t seq_heard; /* the heartbeat sequence number it sent last (echoed back to it) */
 };
 
 struct members {

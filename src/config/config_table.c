@@ -192,9 +192,11 @@ static const struct config_option table[] = {
      .example = "4",
      .comment = "The node timeout is how long a member may stay silent before the others "
                 "declare it down.  Unless node.timeout is set it is jgroups.timeout x "
-                "jgroups.max.tries (5000 ms x 8 = 40 s by default).  A master that cannot reach "
-                "a majority for that long fences itself, and the others wait a margin longer "
-                "before promoting, so the two can never both be master.  From it: the Raft "
+                "jgroups.max.tries (5000 ms x 8 = 40 s by default).  The safety rule (with "
+                "three or more voters): a master whose heartbeats the cluster leader has not "
+                "answered for half of it (the isolation time) stops its database and releases "
+                "the virtual IP, while the others take a silent master agent for lost only "
+                "after the whole of it, so the two can never both be master.  From it: the Raft "
                 "election timeout is a quarter of it (0.5 to 5 s), agents send heartbeats every "
                 "sixth of it (0.1 to 1 s), a silent member is shown DOWN after it and removed "
                 "from the voting set after twice it.  It must be at least " CONFIG_STR(

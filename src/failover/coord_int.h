@@ -1,0 +1,36 @@
+/*
+ * coord_int.h - what coord.c and coord_drive.c share.
+ */
+#ifndef EFM_COORD_INT_H
+#define EFM_COORD_INT_H
+
+#include "failover.h"
+
+/* The context of one call or probe: answers of an abandoned round are stale. */
+struct fo_ctx {
+	struct failover *fo;
+	uint64_t gen;
+	uint64_t term;
+	char address[CLUSTERFSM_ADDR_MAX];
+};
+
+struct fo_ctx *fo_ctx_new(struct failover *fo, const char *address);
+bool fo_ctx_stale(struct fo_ctx *x);
+
+/* fo_call sends msg (ownership taken) to a member, or runs it here when it is us. */
+int fo_call(struct failover *fo, const char *address, cJSON *msg, uint64_t timeout_ms,
+            rpc_call_cb cb, struct fo_ctx *x);
+/* remote.timeout in ms. */
+uint64_t fo_remote_ms(const struct failover *fo);
+/* fo_host_of: the host part of a member address. */
+void fo_host_of(const char *address, char *host, size_t len);
+/* fo_notify sends a notification about node (a member address, or NULL for us). */
+void fo_notify(struct failover *fo, enum notify_event ev, const char *node, const char *error);
+
+/* coord_drive.c */
+/* fo_take_lock commits the promotion lock for fo->best. */
+void fo_take_lock(struct failover *fo);
+/* fo_drive carries the committed promotion one step further (one step in flight at a time). */
+void fo_drive(struct failover *fo);
+
+#endif

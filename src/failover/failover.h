@@ -1,0 +1,149 @@
+/*
+ * failover.h - the failover engine as the agent sees it.
+ *
+ * Two halves run in every agent, on its loop, driven by the cluster tick:
+ *  - the coordinator (coord.c), active only on the Raft leader: it watches
+ *    the master record of the replicated state and the master agent's
+ *    reports, confirms a lost master database through every agent, picks
+ *    the standby to promote, and carries the promotion through the phases
+ *    committed in the replicated lock (FENCING -> PROMOTING -> VIP ->
+ *    RECONFIGURING -> DONE).  Its policy is the table in decide.h.  It acts
+ *    only from committed state, so a leader that takes over half-way
+ *    resumes from the last committed phase, after its own barrier entry
+ *    has been applied.
+ *  - the node side (node.c), in every agent: it answers the coordinator's
+ *    requests on this node (probe the master database, fence, promote,
+ *    assign the VIP, follow the new master), each idempotent, and keeps
+ *    the safety rule: a master agent that has not had two-way contact with
+ *    the leader for the isolation time fences its own database.
+ *
+ * The numbers of the safety rule, from the node timeout T:
+ *   isolation time  L = T/2: a master without a proven two-way contact
+ *                   with the leader for L fences itself (the lease, see
+ *                   cluster_lease_ms);
+ *   the majority    takes the master agent for lost only after T of
+ *                   silence, so with the membership tick (<= T/6) and a
+ *                   fence that stops the database at once (pg_ctl -m
+ *                   immediate) the old master has stopped taking writes
+ *                   before a promotion can begin.
+ * The rule applies with three or more voters only; with two, a lost
+ * master host cannot be failed over (there is no majority without it).
+ */
+#ifndef EFM_FAILOVER_H
+#define EFM_FAILOVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "cluster.h"
+#include "config.h"
+#include "decide.h"
+#include "notify.h"
+
+struct fo_action;
+
+/* What the failover engine needs from the agent. */
+struct failover_hooks {
+	void *arg;
+	/* the agent's role (Master/Standby/Witness/Idle) */
+	enum node_type (*role)(void *arg);
+	/* the local database is running as a master (the monitor's latest check) */
+	bool (*db_is_master)(void *arg);
+	/* move the agent's role, with the reason for the log */
+	void (*set_role)(void *arg, enum node_type type, const char *why);
+	/* send a notification */
+	void (*notify)(void *arg, enum notify_event ev, const struct notify_args *args);
+};
+
+/* One candidate found by the select round. */
+struct fo_candidate {
+	char address[CLUSTERFSM_ADDR_MAX];
+	char lsn[32];
+	uint64_t lsn_value;
+	int priority; /* 1-based position in the priority list, 0 unlisted */
+	bool paused;
+};
+
+struct failover {
+	uv_loop_t *loop;
+	const struct efm_config *cfg;
+	const char *password; /* the local database's, for probes */
+	struct cluster *cl;
+	struct failover_hooks h;
+	bool closed;
+
+	/* ---- coordinator (coord.c) ---- */
+	enum fo_state state;
+	uint64_t gen;          /* bumped when a round is abandoned; stale answers are dropped */
+	uint64_t ready_term;   /* term whose barrier entry has been applied */
+	uint64_t barrier_term; /* term of the barrier in flight, 0 none */
+	char decision[512];    /* the latest decision, for logs and the status */
+	char claimed[CLUSTERFSM_ADDR_MAX]; /* the member that runs a master, none recorded */
+	bool record_pending;               /* SET_MASTER of claimed in flight */
+	/* confirmation round */
+	int asked, answered, reached, unverified;
+	bool confirm_done;
+	/* selection round */
+	int probes_pending;
+	bool select_done;
+	struct fo_candidate best;
+	bool have_best;
+	bool other_master; /* a standby's database already runs as a master */
+	char no_best_why[256];
+	/* holding */
+	uint64_t hold_since_ms;
+	bool hold_recheck;
+	int hold_notified; /* 1 + the notification sent in this episode, 0 none */
+	/* driving the committed promotion */
+	bool step_busy;
+	uint64_t step_serial;
+	int step_phase;
+	int step_failures;
+	uint64_t step_retry_at;
+	int follow_pending, follow_failed;
+	bool lock_pending;
+
+	/* ---- node side (node.c) ---- */
+	bool expect_master;       /* this node was asked to promote: the role change is ours */
+	bool fenced;              /* this node fenced its database (isolation or request) */
+	bool fencing;             /* a self-fence is in progress */
+	uint64_t master_since_ms; /* when the agent was last seen becoming Master */
+	uint64_t last_tick_ms;    /* for the loop-stall guard */
+	uint64_t stall_grace_until;
+	bool vip_checked; /* the VIP was assigned (or found held) at start as master */
+	struct fo_action *self_action;
+};
+
+/* failover_init prepares the engine and installs its cluster hooks; before cluster_start. */
+void failover_init(struct failover *fo, uv_loop_t *loop, const struct efm_config *cfg,
+                   const char *password, struct cluster *cl, const struct failover_hooks *h);
+
+/* failover_close stops every round and action in flight; later answers are dropped. */
+void failover_close(struct failover *fo);
+
+/*
+ * failover_expects_master: the local database turning master is the
+ * promotion this node was asked for (the agent becomes Master, not Idle).
+ */
+bool failover_expects_master(const struct failover *fo);
+
+/* failover_isolation_ms: L, the lease a master must renew (see the file comment). */
+uint64_t failover_isolation_ms(uint64_t node_timeout_ms);
+
+/* coord.c */
+void fo_coord_tick(struct failover *fo);
+void fo_coord_status(struct failover *fo, struct status_model *m);
+
+/* node.c */
+void fo_node_tick(struct failover *fo);
+void fo_node_request(struct failover *fo, struct rpc_conn *conn, const char *peer_addr,
+                     const cJSON *msg);
+/*
+ * fo_node_run answers msg on this node as if a peer had sent it: reply(arg,
+ * status, answer) runs exactly once, possibly before fo_node_run returns.
+ */
+void fo_node_run(struct failover *fo, const cJSON *msg, rpc_call_cb reply, void *arg);
+
+#endif
