@@ -42,7 +42,7 @@ fi
 packages="build-essential cmake pkg-config clang-format
 	libuv1-dev libpq-dev libraft-dev libssl-dev libcurl4-openssl-dev
 	libcjson-dev libyaml-dev libsystemd-dev libcmocka-dev
-	postgresql postgresql-contrib jq iproute2 procps
+	postgresql postgresql-contrib jq iproute2 procps iputils-ping
 	python3 python3-pytest python3-psycopg2 python3-aiosmtpd"
 
 missing=""

@@ -241,7 +241,7 @@ void fo__run(struct fo_action *a, const char *what, const char *path, const char
 	                           .env = env,
 	                           .n_env = n_env,
 	                           .timeout_ms = timeout_ms};
-	fo__step(a, "running %s %s", what, path);
+	fo__step(a, "running %s (%s)", what, path);
 	a->run_done = done;
 	a->run = script_start(a->loop, &spec, on_run_done, a);
 	if (a->run == NULL)

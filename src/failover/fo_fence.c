@@ -161,7 +161,10 @@ static void run_pg_ctl(struct fo_action *a, const char *const *args, size_t n, f
 	}
 	for (size_t i = 0; i < n && k < sizeof(argv) / sizeof(argv[0]); i++)
 		argv[k++] = args[i];
-	fo__run(a, "pg_ctl", path, argv, k, NULL, 0, fo__remaining_ms(a), done);
+	char what[192];
+	snprintf(what, sizeof(what), "pg_ctl %s%s%s", args[0], f->runuser[0] ? " as " : "",
+	         f->runuser[0] ? f->owner : "");
+	fo__run(a, what, path, argv, k, NULL, 0, fo__remaining_ms(a), done);
 }
 
 static void on_signal_written(struct fo_action *a)
