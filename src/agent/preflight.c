@@ -5,7 +5,10 @@
 #include "preflight.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "crypt.h"
 #include "peerauth.h"
@@ -68,6 +71,42 @@ static void check_peer_key(const struct efm_config *cfg, struct problems *pr)
 		             err[0] ? err : strerror(-rc));
 }
 
+/*
+ * check_fencing: a database node must be able to fence its database, the
+ * safety rule's last resort: stop it with db.bin/pg_ctl and leave
+ * standby.signal in db.recovery.conf.dir.  Without them an isolated master
+ * would keep taking writes beside the one the others promote.
+ */
+static void check_fencing(const struct efm_config *cfg, struct problems *pr)
+{
+	struct stat sb;
+	char pg_ctl[4200];
+
+	if (cfg->is_witness)
+		return;
+	if (cfg->db_recovery_conf_dir[0] == '\0')
+		problems_add(pr,
+		             "%s: db.recovery.conf.dir: required on a database node: it names the "
+		             "data directory, where fencing leaves standby.signal",
+		             cfg->props_path);
+	else if (stat(cfg->db_recovery_conf_dir, &sb) != 0)
+		problems_add(pr, "%s: db.recovery.conf.dir: %s: %s", cfg->props_path,
+		             cfg->db_recovery_conf_dir, strerror(errno));
+	else if (!S_ISDIR(sb.st_mode))
+		problems_add(pr, "%s: db.recovery.conf.dir: %s is not a directory", cfg->props_path,
+		             cfg->db_recovery_conf_dir);
+	if (cfg->db_bin[0] == '\0') {
+		problems_add(pr,
+		             "%s: db.bin: required on a database node: the directory of pg_ctl, "
+		             "which fencing uses to stop the database",
+		             cfg->props_path);
+		return;
+	}
+	snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", cfg->db_bin);
+	if (access(pg_ctl, X_OK) != 0)
+		problems_add(pr, "%s: db.bin: %s: %s", cfg->props_path, pg_ctl, strerror(errno));
+}
+
 struct efm_config *preflight_load(const char *dir, const char *cluster, char *password,
                                   size_t pwlen, struct problems *pr)
 {
@@ -87,6 +126,7 @@ struct efm_config *preflight_load(const char *dir, const char *cluster, char *pa
 	check_scripts(cfg, pr);
 	check_password(cfg, pw, pwl, pr);
 	check_peer_key(cfg, pr);
+	check_fencing(cfg, pr);
 	explicit_bzero(scratch, sizeof(scratch));
 	return cfg;
 }

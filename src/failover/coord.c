@@ -83,15 +83,22 @@ static void gather(struct failover *fo, struct fo_facts *f)
 		f->master_running =
 		    f->master_alive && cluster_member_report(fo->cl, m->id, &rep) && running(&rep);
 	} else {
+		/* Exactly one member must run a master; two is for the operator to sort out. */
+		int claims = 0;
 		fo->claimed[0] = '\0';
-		for (size_t i = 0; i < st->n_members && !f->master_claimed; i++) {
+		for (size_t i = 0; i < st->n_members; i++) {
 			const struct clusterfsm_member *m = &st->members[i];
 			if (cluster_member_report(fo->cl, m->id, &rep) &&
-			    rep.role == CLUSTERFSM_MASTER && running(&rep)) {
-				f->master_claimed = true;
+			    rep.role == CLUSTERFSM_MASTER && running(&rep) && claims++ == 0)
 				snprintf(fo->claimed, sizeof(fo->claimed), "%s", m->address);
-			}
 		}
+		f->master_claimed = claims == 1;
+		if (claims > 1 && !fo->warned_claims)
+			log_severe(
+			    "failover: %d members run a master database and none is recorded as "
+			    "the master: recording none; stop all but one of them",
+			    claims);
+		fo->warned_claims = claims > 1;
 	}
 	f->confirm_done = fo->confirm_done;
 	f->reached = fo->reached;

@@ -82,6 +82,7 @@ struct failover {
 	char decision[512];    /* the latest decision, for logs and the status */
 	char claimed[CLUSTERFSM_ADDR_MAX]; /* the member that runs a master, none recorded */
 	bool record_pending;               /* SET_MASTER of claimed in flight */
+	bool warned_claims;                /* logged that several members run a master */
 	/* confirmation round */
 	int asked, answered, reached, unverified;
 	bool confirm_done;

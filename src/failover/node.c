@@ -460,6 +460,8 @@ void fo_node_tick(struct failover *fo)
 		            "judged again after the next heartbeats, not on stale time",
 		            (unsigned long long)(now - fo->last_tick_ms));
 		fo->stall_grace_until = now + 3 * cluster_tick_ms(fo->cl);
+		/* the membership may have moved on meanwhile: judge as a master just joining */
+		fo->master_since_ms = 0;
 	}
 	fo->last_tick_ms = now;
 	enum node_type role = fo->h.role(fo->h.arg);

@@ -27,6 +27,14 @@ SUPERPASS = "superpass"
 EFMPASS = "efm-pass word"   # a space, to prove nothing is passed through a shell
 
 
+FAILOVER_GRANTS = (
+    "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer), pg_wal_replay_resume() TO efm",
+    "GRANT pg_read_all_settings, pg_read_all_stats TO efm",
+    "GRANT ALTER SYSTEM ON PARAMETER primary_conninfo TO efm",
+    "GRANT EXECUTE ON FUNCTION pg_reload_conf() TO efm",
+)
+
+
 def wait_for(cond, timeout, what, interval=0.1):
     """Poll cond() until it returns a true value; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout
@@ -107,6 +115,10 @@ class PgServer:
             f.write("host replication all 127.0.0.0/8 scram-sha-256\n")
         self.start()
         self.sql(f"CREATE ROLE efm LOGIN PASSWORD '{EFMPASS}'")
+        # What the agents need to promote and re-point standbys without being superuser
+        # (src/failover/fo_local.h lists the same grants for operators).
+        for grant in FAILOVER_GRANTS:
+            self.sql(grant)
         return self
 
     def init_standby(self, master):
@@ -277,6 +289,16 @@ class Cluster:
         self.servers.append(s)
         return s.init_standby(master)
 
+    def data_dir(self, host):
+        """The data directory of the server on host, or an empty stand-in when there is none
+        (db.recovery.conf.dir must name a directory on every database node)."""
+        for s in self.servers:
+            if s.host == host:
+                return s.datadir
+        path = os.path.join(self.base, f"no-server-{host}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
     def props(self, host, **overrides):
         p = {
             "db.user": "efm",
@@ -290,6 +312,9 @@ class Cluster:
             "local.timeout.final": 2,
             "remote.timeout": 3,
             "efm.loglevel": "FINE",
+            "db.bin": PGBIN,
+            "db.recovery.conf.dir": self.data_dir(host),
+            "db.service.owner": "postgres",
         }
         for k, v in overrides.items():
             p[k.replace("_", ".")] = v
