@@ -478,8 +478,16 @@ static bool cluster_local(void *arg, struct members_report *out)
 	out->db = CLUSTERFSM_UNKNOWN;
 	if (a->mon != NULL) {
 		const struct dbmon_status *st = dbmon_status(a->mon);
+		/*
+		 * DOWN only on evidence: a busy server or this agent's own trouble
+		 * says nothing about the database, and the failover coordinator
+		 * acts on a DOWN report at once.
+		 */
 		if (st->started)
-			out->db = st->last_ok ? CLUSTERFSM_UP : CLUSTERFSM_DOWN;
+			out->db = st->last_ok ? CLUSTERFSM_UP
+			          : st->failed || st->verdict == DB_VERDICT_DOWN
+			              ? CLUSTERFSM_DOWN
+			              : CLUSTERFSM_UNKNOWN;
 		snprintf(out->xlog, sizeof(out->xlog), "%s", db_sample_lsn(&st->last));
 		if (st->failed)
 			snprintf(out->info, sizeof(out->info), "DB failed: %s",

@@ -244,8 +244,11 @@ static void on_tick(uv_timer_t *t)
 		            c->name);
 	if (c->phase == CLUSTER_SEEDING)
 		cluster_seed(c);
-	if (cluster_now(c) - c->hb_last_ms >= c->tick_ms) {
+	/* A changed report (a database just seen down) goes out at once, not at the next round. */
+	bool changed = rep.role != c->hb_rep.role || rep.db != c->hb_rep.db;
+	if (changed || cluster_now(c) - c->hb_last_ms >= c->tick_ms) {
 		c->hb_last_ms = cluster_now(c);
+		c->hb_rep = rep;
 		cluster_send_heartbeats(c, &rep);
 	}
 	const struct clusterfsm_member *me = clusterfsm_member_by_id(&c->rio.st, c->id);

@@ -116,7 +116,8 @@ struct cluster {
 	int join_pending; /* join calls outstanding */
 	uint64_t join_last_ms;
 	uint64_t hb_last_ms;
-	int round_votes; /* bootstrap votes granted to us in this discovery round */
+	struct members_report hb_rep; /* what the last heartbeat round said */
+	int round_votes;              /* bootstrap votes granted to us in this discovery round */
 	/*
 	 * Our bootstrap vote (cluster_join.c): held by one address at a
 	 * time, ourselves or a peer, until vote_until_ms; a node bootstraps only

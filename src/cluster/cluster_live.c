@@ -53,12 +53,12 @@ static void hb_sequence(struct cluster *c, uint64_t peer_id, const cJSON *msg)
 {
 	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
 	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(msg, "echo");
-	if (!cJSON_IsNumber(seq) || !cJSON_IsNumber(echo) || seq->valuedouble < 0 ||
-	    echo->valuedouble < 1 || echo->valuedouble > (double)c->hb_seq)
-		return;
 	const struct members_entry *e = members_get(&c->mem, peer_id);
-	if (e != NULL)
+	if (e != NULL && cJSON_IsNumber(seq) && seq->valuedouble >= 0 && seq->valuedouble < 9e15)
 		((struct members_entry *)e)->seq_heard = (uint64_t)seq->valuedouble;
+	/* The first rounds echo 0: the peer has not heard us yet. */
+	if (!cJSON_IsNumber(echo) || echo->valuedouble < 1 || echo->valuedouble > (double)c->hb_seq)
+		return;
 	uint64_t n = (uint64_t)echo->valuedouble;
 	if (peer_id != raftio_leader(&c->rio, NULL) || c->hb_ring_seq[n % CLUSTER_HB_RING] != n)
 		return;

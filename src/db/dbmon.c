@@ -70,6 +70,7 @@ struct dbmon {
 };
 
 static void check_begin(struct dbmon *m, uint64_t bound_ms);
+static void watch_kept(struct dbmon *m);
 
 /* set_phase is the only place that moves m->phase. */
 static void set_phase(struct dbmon *m, enum mon_phase to)
@@ -306,7 +307,32 @@ static void on_query(struct pgconn *c, void *arg, const PGresult *res, enum db_c
 		return;
 	}
 	after_check(m);
+	watch_kept(m);
 	check_ok(m, &s);
+}
+
+/*
+ * on_conn_lost: the connection kept between checks closed under us.  A
+ * crashed or stopping server does that at once, long before the next
+ * local.period: check now, so the failure is seen (and reported to the
+ * cluster) without waiting.
+ */
+static void on_conn_lost(struct pgconn *c, void *arg, const char *msg)
+{
+	struct dbmon *m = arg;
+	(void)c;
+	log_info("%s: the monitor's connection was closed by the server (%s): checking at once",
+	         m->label, msg);
+	drop_conn(m);
+	if (m->phase == MON_WATCHING && !m->in_flight)
+		check_begin(m, secs_ms(m->cfg->local_timeout_s));
+}
+
+/* watch_kept watches a connection kept for db.reuse.connection.count between checks. */
+static void watch_kept(struct dbmon *m)
+{
+	if (m->conn != NULL && pgconn_watch_idle(m->conn, on_conn_lost, m) < 0)
+		drop_conn(m); /* cannot watch it: the next check opens a fresh one */
 }
 
 /* send_check runs the check query on the connected m->conn. */

@@ -66,6 +66,9 @@ struct pgconn {
 	pgconn_open_cb open_cb;
 	pgconn_query_cb query_cb;
 	void *arg;
+	/* pgconn_watch_idle: told once when the idle connection is lost. */
+	pgconn_lost_cb lost_cb;
+	void *lost_arg;
 };
 
 static const char *const state_names[] = {
@@ -79,7 +82,8 @@ static const bool state_moves[6][6] = {
     [PGCONN_RESOLVING] =
         {[PGCONN_CONNECTING] = true, [PGCONN_FAILED] = true, [PGCONN_CLOSING] = true},
     [PGCONN_CONNECTING] = {[PGCONN_READY] = true, [PGCONN_FAILED] = true, [PGCONN_CLOSING] = true},
-    [PGCONN_READY] = {[PGCONN_QUERYING] = true, [PGCONN_CLOSING] = true},
+    /* READY -> FAILED: an idle connection watched by pgconn_watch_idle was lost. */
+    [PGCONN_READY] = {[PGCONN_QUERYING] = true, [PGCONN_FAILED] = true, [PGCONN_CLOSING] = true},
     [PGCONN_QUERYING] = {[PGCONN_READY] = true, [PGCONN_FAILED] = true, [PGCONN_CLOSING] = true},
     [PGCONN_FAILED] = {[PGCONN_CLOSING] = true},
 };
@@ -507,6 +511,7 @@ int pgconn_query(struct pgconn *c, const char *sql, uint64_t timeout_ms, pgconn_
 		return -ENOTCONN;
 	c->query_cb = cb;
 	c->arg = arg;
+	c->lost_cb = NULL; /* a query watches the socket itself */
 	c->query_error[0] = '\0';
 	c->query_sqlstate[0] = '\0';
 	set_state(c, PGCONN_QUERYING);
@@ -527,11 +532,55 @@ int pgconn_query(struct pgconn *c, const char *sql, uint64_t timeout_ms, pgconn_
 	return 0;
 }
 
+/*
+ * idle_event: the socket of a READY connection woke up.  A server that goes
+ * away (a crashed postmaster's backends exit, a fast shutdown) closes it,
+ * which libpq sees as a failed PQconsumeInput or a bad status; anything else
+ * (a parameter status, a notice) is consumed and the watch goes on.
+ */
+static void idle_event(struct pgconn *c, int status)
+{
+	if (c->lost_cb == NULL) {
+		uv_poll_stop(&c->poll->handle); /* nothing expected: a READY connection is idle */
+		return;
+	}
+	if (status >= 0 && PQconsumeInput(c->pg) != 0 && PQstatus(c->pg) == CONNECTION_OK)
+		return;
+	char msg[512];
+	pgconn_one_line(PQerrorMessage(c->pg), msg, sizeof(msg));
+	if (msg[0] == '\0')
+		snprintf(msg, sizeof(msg), "the server closed the connection");
+	pgconn_lost_cb cb = c->lost_cb;
+	void *arg = c->lost_arg;
+	c->lost_cb = NULL;
+	drop_pg(c);
+	set_state(c, PGCONN_FAILED);
+	log_fine("%s: idle connection lost: %s", c->label, msg);
+	c->gen++;
+	cb(c, arg, msg);
+}
+
+int pgconn_watch_idle(struct pgconn *c, pgconn_lost_cb lost, void *arg)
+{
+	if (c->state != PGCONN_READY)
+		return -ENOTCONN;
+	c->lost_cb = lost;
+	c->lost_arg = arg;
+	int rc = watch(c, UV_READABLE | UV_DISCONNECT, false);
+	if (rc < 0)
+		c->lost_cb = NULL;
+	return rc;
+}
+
 /* on_poll moves the connect or the query on when the socket is ready. */
 static void on_poll(uv_poll_t *h, int status, int events)
 {
 	struct pgpoll *p = h->data;
 	struct pgconn *c = p->owner;
+	if (c->state == PGCONN_READY) {
+		idle_event(c, status);
+		return;
+	}
 	if (status < 0) {
 		/*
 		 * libuv reports POLLERR (a refused connect, a reset) as an error
@@ -566,8 +615,6 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		connect_step(c);
 	else if (c->state == PGCONN_QUERYING)
 		query_step(c, events);
-	else
-		uv_poll_stop(h); /* nothing expected: a READY connection is idle */
 }
 
 /* on_timer_close is the last close of a pgconn (unless a lookup is still out). */

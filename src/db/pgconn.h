@@ -66,6 +66,16 @@ struct pgconn *pgconn_open(uv_loop_t *loop, const char *label, const struct pgco
 /* pgconn_query sends sql (one statement); returns 0, or -EBUSY/-ENOTCONN when not READY. */
 int pgconn_query(struct pgconn *c, const char *sql, uint64_t timeout_ms, pgconn_query_cb cb,
                  void *arg) __attribute__((warn_unused_result));
+/* The idle connection watched by pgconn_watch_idle was lost; c is FAILED now. */
+typedef void (*pgconn_lost_cb)(struct pgconn *c, void *arg, const char *msg);
+/*
+ * pgconn_watch_idle watches a READY connection between queries: when the
+ * server closes it (it went away), lost runs once, from the loop.  The next
+ * pgconn_query ends the watch.  0, or -ENOTCONN when c is not READY, or a
+ * uv error.
+ */
+int pgconn_watch_idle(struct pgconn *c, pgconn_lost_cb lost, void *arg)
+    __attribute__((warn_unused_result));
 /* pgconn_close abandons whatever runs (its callback is not called) and frees c once closed. */
 void pgconn_close(struct pgconn *c);
 

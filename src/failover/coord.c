@@ -62,10 +62,14 @@ void fo_notify(struct failover *fo, enum notify_event ev, const char *node, cons
 		fo->h.notify(fo->h.arg, ev, &args);
 }
 
-/* running: a report of a master database that runs (its agent has not declared it failed). */
+/*
+ * running: the report gives no evidence that the master database is down
+ * (UNKNOWN is a busy server or the agent's own trouble) and its agent has
+ * not declared it failed (Idle).
+ */
 static bool running(const struct members_report *r)
 {
-	return r->db == CLUSTERFSM_UP && r->role != CLUSTERFSM_IDLE;
+	return r->db != CLUSTERFSM_DOWN && r->role != CLUSTERFSM_IDLE;
 }
 
 /* gather fills the facts of this moment. */
@@ -334,11 +338,22 @@ static void barrier(struct failover *fo, uint64_t term)
 	}
 }
 
+/* master_declared: the master's agent runs and reports Idle (it declared its database failed). */
+static bool master_declared(struct failover *fo)
+{
+	const struct cluster_state *st = cluster_state(fo->cl);
+	const struct clusterfsm_member *m = clusterfsm_member_by_host(st, st->master);
+	struct members_report rep;
+	return m != NULL && cluster_member_report(fo->cl, m->id, &rep) &&
+	       rep.role == CLUSTERFSM_IDLE;
+}
+
+/* hold waits (rechecking later if asked) and notifies ev once per episode (none: COUNT). */
 static void hold(struct failover *fo, bool recheck, enum notify_event ev, const char *node)
 {
 	fo->hold_since_ms = cluster_clock(fo->cl);
 	fo->hold_recheck = recheck;
-	if (fo->hold_notified == (int)ev + 1)
+	if (ev == NOTIFY_EVENT_COUNT || fo->hold_notified == (int)ev + 1)
 		return;
 	fo->hold_notified = (int)ev + 1;
 	fo_notify(fo, ev, node, fo->decision);
@@ -366,11 +381,18 @@ static void act(struct failover *fo, const struct fo_rule *r, const struct fo_fa
 		start_confirm(fo);
 		return;
 	case FO_A_HOLD_REACHABLE:
-		/* The master agent lost but its database up is the guide's "master agent left". */
+		/*
+		 * The master agent lost but its database up is the guide's "master
+		 * agent left"; an agent that declared its reachable database failed
+		 * (it went Idle) is "cannot reach its database".  A single failed
+		 * check that the others contradict is only logged.
+		 */
 		if (!f->master_alive)
 			hold(fo, true, NOTIFY_CLUSTER_MASTER_LEFT, st->master);
-		else
+		else if (master_declared(fo))
 			hold(fo, true, NOTIFY_MASTER_CANNOT_PING_LOCAL_DB, st->master);
+		else
+			hold(fo, true, NOTIFY_EVENT_COUNT, st->master);
 		return;
 	case FO_A_HOLD_UNVERIFIED:
 		hold(fo, true, NOTIFY_PROMOTION_REFUSED_MASTER_UNVERIFIED, st->master);

@@ -56,9 +56,12 @@ def fo(agent, *args, timeout=30, prefix=(), env=None, extra=()):
     return out
 
 
-def config_agent(cluster, host, **props):
-    """An agent's configuration directory (the agent itself is never started)."""
+def config_agent(cluster, host, drop=(), **props):
+    """An agent's configuration directory (the agent itself is never started), without
+    the harness's keys named in drop."""
     p = cluster.props(host)
+    for key in drop:
+        p.pop(key, None)
     p.update(props)
     return cluster.agent(host, props=p)
 
@@ -123,8 +126,9 @@ def test_promote_resumes_paused_replay(cluster):
 
 def test_promote_refused_without_the_grant(cluster):
     h = cluster.hosts
-    m = cluster.master(h[0])          # efm holds no grant on pg_promote
-    cluster.standby(m, h[1])
+    m = cluster.master(h[0])
+    m.sql("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) FROM efm")
+    cluster.standby(m, h[1])          # efm holds no grant on pg_promote
     a = config_agent(cluster, h[1])
     r = fo(a, "promote")
     assert r.rc == 1 and "pg_promote() failed" in r.detail, r
@@ -182,12 +186,18 @@ def test_fence_running_master_then_again(cluster):
 def test_fence_refuses_without_the_properties(cluster):
     h = cluster.hosts
     m = cluster.master(h[0])
-    a = config_agent(cluster, h[0], **{"db.bin": PGBIN})
-    r = fo(a, "fence")
+    fencing = ("db.bin", "db.recovery.conf.dir", "db.service.owner")
+    a = config_agent(cluster, h[0], drop=fencing, **{"db.bin": PGBIN})
+    # The agent's start-up checks refuse such a configuration outright...
+    p = subprocess.run([FO, "--config-dir", a.config_dir, cluster.name, "fence"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "db.recovery.conf.dir: required" in p.stderr, p.stderr
+    # ...and the action checks again for itself.
+    r = fo(a, "fence", extra=("--checks", "parse"))
     assert r.rc == 1 and "db.recovery.conf.dir" in r.detail and "not set" in r.detail, r
 
-    b = config_agent(cluster, h[1], **{"db.recovery.conf.dir": m.datadir})
-    r = fo(b, "fence")
+    b = config_agent(cluster, h[1], drop=fencing, **{"db.recovery.conf.dir": m.datadir})
+    r = fo(b, "fence", extra=("--checks", "parse"))
     assert r.rc == 1 and "db.bin" in r.detail and "not set" in r.detail, r
 
     c = config_agent(cluster, h[2], **{"db.recovery.conf.dir": m.datadir, "db.bin": PGBIN,
