@@ -155,8 +155,10 @@ static void confirm_answer(struct failover *fo, int status, const cJSON *reply, 
 	} else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "unverified"))) {
 		fo->unverified++;
 	}
-	if (fo->answered == fo->asked)
+	if (fo->answered == fo->asked) {
 		fo->confirm_done = true;
+		fo_kick(fo);
+	}
 }
 
 static void on_confirm(void *arg, int status, const cJSON *reply)
@@ -252,6 +254,7 @@ static void on_candidate_probe(void *arg, const struct db_probe_result *r)
 		fo->select_done = true;
 		if (fo->other_master)
 			fo->have_best = false;
+		fo_kick(fo);
 	}
 }
 
@@ -298,6 +301,7 @@ static void on_recorded(void *arg, int status, const struct clusterfsm_result *r
 			            status != 0 ? raft_strerror(status) : res->reason);
 		else
 			log_info("failover: %s recorded as the master", x->address);
+		fo_kick(x->fo);
 	} else if (!x->fo->closed) {
 		x->fo->record_pending = false;
 	}
@@ -316,6 +320,7 @@ static void on_barrier(void *arg, int status, const struct clusterfsm_result *re
 			log_info("failover: coordinating in term %" PRIu64
 			         ": every earlier entry is applied",
 			         x->term);
+			fo_kick(fo);
 		}
 	}
 	free(x);

@@ -53,6 +53,7 @@ static void on_locked(void *arg, int status, const struct clusterfsm_result *res
 		            cluster_state(fo->cl)->lock.serial, x->address);
 		fo_notify(fo, NOTIFY_PROMOTION_STARTED, x->address, NULL);
 	}
+	fo_kick(fo);
 	free(x);
 }
 
@@ -85,6 +86,7 @@ static void on_phase(void *arg, int status, const struct clusterfsm_result *res)
 		if (status != 0 || res->code == CLUSTERFSM_REJECTED)
 			log_warning("failover: phase change not committed: %s",
 			            status != 0 ? raft_strerror(status) : res->reason);
+		fo_kick(x->fo);
 	}
 	free(x);
 }

@@ -27,6 +27,19 @@ static void on_status(void *arg, struct status_model *m)
 	fo_coord_status(arg, m);
 }
 
+static void on_kick(uv_timer_t *t)
+{
+	struct failover *fo = t->data;
+	if (!fo->closed)
+		fo_coord_tick(fo);
+}
+
+void fo_kick(struct failover *fo)
+{
+	if (fo->kick_open && !fo->closed)
+		uv_timer_start(&fo->kick, on_kick, 0, 0);
+}
+
 uint64_t failover_isolation_ms(uint64_t node_timeout_ms)
 {
 	return node_timeout_ms / 2;
@@ -42,6 +55,8 @@ void failover_init(struct failover *fo, uv_loop_t *loop, const struct efm_config
 	fo->cl = cl;
 	fo->h = *h;
 	fo->state = FO_WATCHING;
+	fo->kick_open = uv_timer_init(loop, &fo->kick) == 0;
+	fo->kick.data = fo;
 	struct cluster_ext ext = {
 	    .arg = fo, .tick = on_tick, .request = on_request, .status = on_status};
 	cluster_set_ext(cl, &ext);
@@ -51,6 +66,10 @@ void failover_close(struct failover *fo)
 {
 	fo->closed = true;
 	fo->gen++;
+	if (fo->kick_open) {
+		uv_close((uv_handle_t *)&fo->kick, NULL);
+		fo->kick_open = false;
+	}
 }
 
 bool failover_expects_master(const struct failover *fo)

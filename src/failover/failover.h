@@ -115,6 +115,10 @@ struct failover {
 	uint64_t stall_grace_until;
 	bool vip_checked; /* the VIP was assigned (or found held) at start as master */
 	struct fo_action *self_action;
+
+	/* Runs the coordinator right after an answer, not at the next tick (fo_kick). */
+	uv_timer_t kick;
+	bool kick_open;
 };
 
 /* failover_init prepares the engine and installs its cluster hooks; before cluster_start. */
@@ -135,6 +139,8 @@ uint64_t failover_isolation_ms(uint64_t node_timeout_ms);
 
 /* coord.c */
 void fo_coord_tick(struct failover *fo);
+/* fo_kick runs the coordinator again as soon as the loop is free (after an answer came). */
+void fo_kick(struct failover *fo);
 void fo_coord_status(struct failover *fo, struct status_model *m);
 
 /* node.c */

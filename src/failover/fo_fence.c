@@ -46,9 +46,40 @@ struct fence {
 
 	char err[FO_DETAIL_MAX / 2]; /* a thread-pool step's failure, "" on success */
 	bool signal_existed;
+	bool postmaster_gone; /* postmaster.pid names no live process (see postmaster_gone) */
 };
 
 /* -- thread-pool steps ------------------------------------------------------ */
+
+/*
+ * postmaster_gone: the data directory's postmaster.pid names a process that
+ * has exited, or has exited and waits to be reaped (a zombie, which
+ * pg_ctl status still counts as running: pg_ctl stop then waits for it in
+ * vain).  False whenever in doubt, so pg_ctl decides.
+ */
+static bool postmaster_gone(const char *datadir)
+{
+	char path[PATH_MAX + 32], line[64], stat[512];
+	snprintf(path, sizeof(path), "%s/postmaster.pid", datadir);
+	FILE *fp = fopen(path, "re");
+	if (fp == NULL)
+		return false;
+	bool got = fgets(line, sizeof(line), fp) != NULL;
+	fclose(fp);
+	char *end = NULL;
+	long pid = got ? strtol(line, &end, 10) : 0;
+	if (!got || pid <= 0 || end == line)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	fp = fopen(path, "re");
+	if (fp == NULL)
+		return errno == ENOENT;
+	got = fgets(stat, sizeof(stat), fp) != NULL;
+	fclose(fp);
+	/* "pid (comm) S ...": the state follows the last ')' */
+	const char *close = got ? strrchr(stat, ')') : NULL;
+	return close != NULL && close[1] == ' ' && close[2] == 'Z';
+}
 
 /* find_owner fills uid, gid, owner from db.service.owner or the data directory. */
 static void find_owner(struct fo_action *a)
@@ -99,15 +130,18 @@ static void find_owner(struct fo_action *a)
 		static const char *const runusers[] = {"/usr/sbin/runuser", "/sbin/runuser",
 		                                       "/usr/bin/runuser", "/bin/runuser"};
 		for (size_t i = 0; i < sizeof(runusers) / sizeof(runusers[0]); i++) {
-			if (access(runusers[i], X_OK) == 0) {
+			if (f->runuser[0] == '\0' && access(runusers[i], X_OK) == 0)
 				snprintf(f->runuser, sizeof(f->runuser), "%s", runusers[i]);
-				return;
-			}
 		}
-		snprintf(f->err, sizeof(f->err),
-		         "runuser not found: cannot run pg_ctl as %s (the agent runs as root)",
-		         f->owner);
+		if (f->runuser[0] == '\0') {
+			snprintf(
+			    f->err, sizeof(f->err),
+			    "runuser not found: cannot run pg_ctl as %s (the agent runs as root)",
+			    f->owner);
+			return;
+		}
 	}
+	f->postmaster_gone = postmaster_gone(f->datadir);
 }
 
 /* write_signal creates standby.signal (or keeps the one there) with the owner and 0600. */
@@ -269,6 +303,11 @@ static void on_owner(struct fo_action *a)
 	log_fine("%s: data directory %s owned by %s (uid %u)%s", a->label, f->datadir,
 	         f->owner[0] ? f->owner : "?", (unsigned)f->uid,
 	         f->runuser[0] ? ", pg_ctl through runuser" : "");
+	if (f->postmaster_gone) {
+		log_info("%s: server already stopped (its postmaster has exited)", a->label);
+		signal_step(a);
+		return;
+	}
 	status_step(a);
 }
 
