@@ -176,6 +176,49 @@ static bool send_step(struct failover *fo, const char *type, const char *to, rpc
 
 /* ---- FENCING ---- */
 
+static void on_demoted(void *arg, int status, const struct clusterfsm_result *res)
+{
+	struct fo_ctx *x = arg;
+	struct failover *fo = x->fo;
+	if (fo_ctx_stale(x)) {
+		free(x);
+		return;
+	}
+	if (status != 0 || res->code == CLUSTERFSM_REJECTED) {
+		fo->step_busy = false;
+		log_warning("failover: recording the old master %s as Idle failed: %s", x->address,
+		            status != 0 ? raft_strerror(status) : res->reason);
+	} else {
+		advance(fo, CLUSTERFSM_PHASE_FENCING, CLUSTERFSM_PHASE_PROMOTING);
+	}
+	free(x);
+}
+
+/*
+ * fenced moves on once the old master cannot take writes: its member record
+ * becomes Idle first (the replicated state admits one Master member, and
+ * the candidate reports itself Master as soon as it is promoted).
+ */
+static void fenced(struct failover *fo)
+{
+	const struct cluster_state *st = cluster_state(fo->cl);
+	const struct clusterfsm_member *old = clusterfsm_member_by_host(st, st->master);
+	struct clusterfsm_cmd cmd;
+	if (old == NULL || old->role == CLUSTERFSM_IDLE) {
+		advance(fo, CLUSTERFSM_PHASE_FENCING, CLUSTERFSM_PHASE_PROMOTING);
+		return;
+	}
+	clusterfsm_cmd_member_update(&cmd, old->id, CLUSTERFSM_IDLE,
+	                             cluster_member_alive(fo->cl, old->id) ? CLUSTERFSM_UP
+	                                                                   : CLUSTERFSM_DOWN,
+	                             CLUSTERFSM_DOWN);
+	struct fo_ctx *x = fo_ctx_new(fo, old->address);
+	if (x == NULL || cluster_propose(fo->cl, &cmd, on_demoted, x) != 0) {
+		free(x);
+		fo->step_busy = false;
+	}
+}
+
 static void on_fenced(void *arg, int status, const cJSON *reply)
 {
 	struct fo_ctx *x = arg;
@@ -187,7 +230,7 @@ static void on_fenced(void *arg, int status, const cJSON *reply)
 	if (answer_ok(status, reply)) {
 		log_warning("failover: old master %s fenced: %s", x->address,
 		            answer_detail(status, reply));
-		advance(fo, CLUSTERFSM_PHASE_FENCING, CLUSTERFSM_PHASE_PROMOTING);
+		fenced(fo);
 	} else {
 		char what[600];
 		snprintf(what, sizeof(what), "fencing the old master %s failed: %s", x->address,
@@ -218,7 +261,7 @@ static void drive_fence(struct failover *fo)
 		    st->master, old == NULL ? "(and removed) for over " : "for ",
 		    (unsigned long long)silent,
 		    (unsigned long long)failover_isolation_ms(cluster_node_timeout_ms(fo->cl)));
-		advance(fo, CLUSTERFSM_PHASE_FENCING, CLUSTERFSM_PHASE_PROMOTING);
+		fenced(fo);
 		return;
 	}
 	log_warning("failover: asking the old master %s to fence its database", st->master);
