@@ -2,7 +2,9 @@
 # demo.sh - a throwaway local cluster: a PostgreSQL master and a streaming
 # standby on 127.0.0.2 and 127.0.0.3, an efm agent watching each plus a
 # witness agent on 127.0.0.4; the three agents form one cluster and the
-# cluster-wide status is printed from every node, then a clean teardown.
+# cluster-wide status is printed from every node; then the master's
+# postmaster is killed, the agents promote the standby, the status is shown
+# again, and everything is torn down.
 # The agents' notification mail goes to a mail sink on 127.0.0.1 (aiosmtpd,
 # from scripts/install-deps.sh), whose catch is listed at the end.
 # Run as root (PostgreSQL runs as the postgres user).
@@ -53,7 +55,8 @@ cleanup() {
 	stop_agents
 	[ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
 	for d in "$base"/pg-*; do
-		[ -f "$d/postmaster.pid" ] && pg "$pgbin/pg_ctl" -D "$d" -m fast -w stop >/dev/null
+		pg "$pgbin/pg_ctl" -D "$d" status >/dev/null 2>&1 &&
+			pg "$pgbin/pg_ctl" -D "$d" -m fast -w stop >/dev/null
 	done
 	rm -rf "$base"
 }
@@ -94,6 +97,13 @@ pg_conf master $master
 echo "host replication all 127.0.0.0/8 scram-sha-256" >>"$base/pg-master/pg_hba.conf"
 pg "$pgbin/pg_ctl" -D "$base/pg-master" -l "$base/pg-master/server.log" -w start >/dev/null
 pg psql -h "$base/sock-master" -p $port -qc "CREATE ROLE efm LOGIN PASSWORD 'efm-secret'"
+# What the agents need to promote a standby and re-point the others (see
+# src/failover/fo_local.h); a superuser would do as well.
+pg psql -h "$base/sock-master" -p $port -q \
+	-c "GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer), pg_wal_replay_resume() TO efm" \
+	-c "GRANT pg_read_all_settings, pg_read_all_stats TO efm" \
+	-c "GRANT ALTER SYSTEM ON PARAMETER primary_conninfo TO efm" \
+	-c "GRANT EXECUTE ON FUNCTION pg_reload_conf() TO efm"
 
 say "Streaming standby on $standby:$port (pg_basebackup)"
 PGPASSWORD=secret pg "$pgbin/pg_basebackup" -h $master -p $port -U postgres \
@@ -109,7 +119,17 @@ echo "db.password.encrypted=$encrypted"
 start_agent() { # start_agent NAME HOST [witness]
 	dir="$base/agent-$1"
 	mkdir -p "$dir/etc" "$dir/run" "$dir/lib"
-	[ "${3:-}" = witness ] && echo "is.witness=true" >"$dir/etc/$cluster.properties"
+	if [ "${3:-}" = witness ]; then
+		echo "is.witness=true" >"$dir/etc/$cluster.properties"
+	else
+		# Fencing stops the database with pg_ctl and leaves standby.signal.
+		cat >"$dir/etc/$cluster.properties" <<PROPS
+db.bin=$pgbin
+db.recovery.conf.dir=$base/pg-$1
+db.service.owner=postgres
+db.reuse.connection.count=100
+PROPS
+	fi
 	cat >>"$dir/etc/$cluster.properties" <<PROPS
 db.user=efm
 db.password.encrypted=$encrypted
@@ -181,6 +201,33 @@ cat "$base/agent-master/etc/$cluster.nodes"
 say "The agents' cluster log lines"
 grep -h "cluster $cluster" "$base/agent-master/efmd.log" "$base/agent-standby/efmd.log" \
 	"$base/agent-witness/efmd.log" || true
+
+is_master() { # is_master NAME: that database accepts writes
+	[ "$(pg psql -h "$base/sock-$1" -p $port -Atc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]
+}
+standby_is_master_agent() { # the standby's own agent reports it Master
+	efm_at standby cluster-status-json $cluster 2>/dev/null |
+		jq -e --arg h $standby '.nodes[$h].type == "Master" and .failover.phase == "DONE"' \
+			>/dev/null
+}
+
+say "Failover: kill -9 of the master's postmaster"
+pg psql -h "$base/sock-master" -p $port -qc "CREATE TABLE demo(t text)" \
+	-c "INSERT INTO demo VALUES ('written on the old master')"
+start=$(date +%s.%N)
+kill -9 "$(head -n 1 "$base/pg-master/postmaster.pid")"
+poll 150 "$base/agent-standby/efmd.log" "the standby was not promoted" is_master standby
+promoted=$(date +%s.%N)
+pg psql -h "$base/sock-standby" -p $port -qc "INSERT INTO demo VALUES ('written on the new master')"
+awk -v a="$start" -v b="$promoted" 'BEGIN { printf "the standby accepts writes %.2f s after the kill\n", b - a }'
+poll 150 "$base/agent-standby/efmd.log" "the failover did not complete" standby_is_master_agent
+say "efm cluster-status $cluster after the failover (on the witness)"
+efm_at witness cluster-status $cluster || true
+say "The failover, as the agents logged it"
+grep -h "failover:" "$base/agent-master/efmd.log" "$base/agent-standby/efmd.log" \
+	"$base/agent-witness/efmd.log" | cut -c 1-200 || true
+say "Rows on the new master"
+pg psql -h "$base/sock-standby" -p $port -Atc "SELECT t FROM demo"
 
 say "Stopping the agents"
 stop_agents

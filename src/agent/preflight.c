@@ -107,6 +107,30 @@ static void check_fencing(const struct efm_config *cfg, struct problems *pr)
 		problems_add(pr, "%s: db.bin: %s: %s", cfg->props_path, pg_ctl, strerror(errno));
 }
 
+/*
+ * check_ping_command: the command that tests the VIP and the ping server
+ * must exist when either is configured (a missing ping reads as "nothing
+ * answers": the VIP would look free and every candidate orphaned).
+ */
+static void check_ping_command(const struct efm_config *cfg, struct problems *pr)
+{
+	char prog[4096];
+	if (cfg->ping_server_ip[0] == '\0' && !config_vip_enabled(cfg))
+		return;
+	const char *cmd = cfg->ping_server_command + strspn(cfg->ping_server_command, " \t");
+	size_t n = strcspn(cmd, " \t");
+	snprintf(prog, sizeof(prog), "%.*s", (int)n, cmd);
+	if (prog[0] != '/')
+		problems_add(pr, "%s: pingServerCommand: %s is not an absolute path",
+		             cfg->props_path, prog);
+	else if (access(prog, X_OK) != 0)
+		problems_add(
+		    pr,
+		    "%s: pingServerCommand: cannot run %s: %s (install iputils-ping, or name "
+		    "another command)",
+		    cfg->props_path, prog, strerror(errno));
+}
+
 struct efm_config *preflight_load(const char *dir, const char *cluster, char *password,
                                   size_t pwlen, struct problems *pr)
 {
@@ -127,6 +151,7 @@ struct efm_config *preflight_load(const char *dir, const char *cluster, char *pa
 	check_password(cfg, pw, pwl, pr);
 	check_peer_key(cfg, pr);
 	check_fencing(cfg, pr);
+	check_ping_command(cfg, pr);
 	explicit_bzero(scratch, sizeof(scratch));
 	return cfg;
 }

@@ -81,6 +81,8 @@ struct cluster_ext {
 	                const cJSON *msg);
 	/* status adds the failover part to the cluster status (may be NULL). */
 	void (*status)(void *arg, struct status_model *m);
+	/* decision: the coordinator's latest decision, sent with the leader's heartbeats. */
+	const char *(*decision)(void *arg);
 };
 
 /*
@@ -134,6 +136,9 @@ bool cluster_member_report(struct cluster *c, uint64_t id, struct members_report
  * or now while we lead); 0 never.
  */
 uint64_t cluster_lease_ms(const struct cluster *c);
+/* The latest decision the leader sent with its heartbeats ("" none), and the leader. */
+const char *cluster_leader_decision(const struct cluster *c);
+const char *cluster_leader(struct cluster *c);
 /* The database password, for probes of other members' databases. */
 const char *cluster_db_password(const struct cluster *c);
 /* Propose a command (leader only; see raftio_propose). */

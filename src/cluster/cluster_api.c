@@ -85,6 +85,17 @@ uint64_t cluster_lease_ms(const struct cluster *c)
 	return c->lease_ms;
 }
 
+const char *cluster_leader_decision(const struct cluster *c)
+{
+	return c->leader_decision;
+}
+
+const char *cluster_leader(struct cluster *c)
+{
+	const char *a = c->started ? cluster_leader_address(c) : NULL;
+	return a != NULL ? a : "";
+}
+
 const char *cluster_db_password(const struct cluster *c)
 {
 	return c->password;

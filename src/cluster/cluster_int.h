@@ -140,6 +140,7 @@ struct cluster {
 	uint64_t hb_seq;
 	uint64_t hb_ring_seq[CLUSTER_HB_RING], hb_ring_ms[CLUSTER_HB_RING];
 	uint64_t lease_ms;
+	char leader_decision[512]; /* the leader's latest failover decision, from its heartbeats */
 
 	/* The failover layer's hooks (cluster_set_ext); zeroed when unset. */
 	struct cluster_ext ext;

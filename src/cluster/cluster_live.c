@@ -15,6 +15,9 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 	uint64_t now = cluster_now(c);
 	const struct cluster_state *st = &c->rio.st;
 	uint64_t seq = ++c->hb_seq;
+	const char *decision = raftio_is_leader(&c->rio) && c->ext.decision != NULL
+	                           ? c->ext.decision(c->ext.arg)
+	                           : NULL;
 	c->hb_ring_seq[seq % CLUSTER_HB_RING] = seq;
 	c->hb_ring_ms[seq % CLUSTER_HB_RING] = now;
 	for (size_t i = 0; i < st->n_members; i++) {
@@ -28,6 +31,8 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 		cJSON_AddStringToObject(hb, "xlog", rep->xlog);
 		cJSON_AddStringToObject(hb, "info", rep->info);
 		const struct members_entry *e = members_get(&c->mem, m->id);
+		if (decision != NULL && decision[0] != '\0')
+			cJSON_AddStringToObject(hb, "decision", decision);
 		cJSON_AddNumberToObject(hb, "seq", (double)seq);
 		cJSON_AddNumberToObject(hb, "echo", e != NULL ? (double)e->seq_heard : 0);
 		rpc_send(c->rpc, m->address, hb);
@@ -60,6 +65,10 @@ static void hb_sequence(struct cluster *c, uint64_t peer_id, const cJSON *msg)
 	if (!cJSON_IsNumber(echo) || echo->valuedouble < 1 || echo->valuedouble > (double)c->hb_seq)
 		return;
 	uint64_t n = (uint64_t)echo->valuedouble;
+	const cJSON *decision = cJSON_GetObjectItemCaseSensitive(msg, "decision");
+	if (peer_id == raftio_leader(&c->rio, NULL) && cJSON_IsString(decision))
+		snprintf(c->leader_decision, sizeof(c->leader_decision), "%s",
+		         decision->valuestring);
 	if (peer_id != raftio_leader(&c->rio, NULL) || c->hb_ring_seq[n % CLUSTER_HB_RING] != n)
 		return;
 	if (c->hb_ring_ms[n % CLUSTER_HB_RING] > c->lease_ms)

@@ -484,10 +484,13 @@ void fo_coord_status(struct failover *fo, struct status_model *m)
 	snprintf(s->candidate, sizeof(s->candidate), "%s", st->lock.candidate);
 	s->serial = st->lock.serial;
 	snprintf(s->master, sizeof(s->master), "%s", st->master);
+	const char *theirs = cluster_leader_decision(fo->cl);
 	if (cluster_is_leader(fo->cl))
 		snprintf(s->decision, sizeof(s->decision), "%s",
 		         fo->decision[0] ? fo->decision : "none yet");
+	else if (theirs[0] != '\0')
+		snprintf(s->decision, sizeof(s->decision), "%s (by the leader %s)", theirs,
+		         cluster_leader(fo->cl)[0] ? cluster_leader(fo->cl) : "now unknown");
 	else
-		snprintf(s->decision, sizeof(s->decision), "%s",
-		         "the cluster leader decides (see its status)");
+		snprintf(s->decision, sizeof(s->decision), "none from the leader yet");
 }

@@ -27,6 +27,12 @@ static void on_status(void *arg, struct status_model *m)
 	fo_coord_status(arg, m);
 }
 
+static const char *on_decision(void *arg)
+{
+	struct failover *fo = arg;
+	return fo->decision;
+}
+
 static void on_kick(uv_timer_t *t)
 {
 	struct failover *fo = t->data;
@@ -57,8 +63,11 @@ void failover_init(struct failover *fo, uv_loop_t *loop, const struct efm_config
 	fo->state = FO_WATCHING;
 	fo->kick_open = uv_timer_init(loop, &fo->kick) == 0;
 	fo->kick.data = fo;
-	struct cluster_ext ext = {
-	    .arg = fo, .tick = on_tick, .request = on_request, .status = on_status};
+	struct cluster_ext ext = {.arg = fo,
+	                          .tick = on_tick,
+	                          .request = on_request,
+	                          .status = on_status,
+	                          .decision = on_decision};
 	cluster_set_ext(cl, &ext);
 }
 

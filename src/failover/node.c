@@ -169,7 +169,9 @@ static void fence_steps(struct job *j, bool ok, const char *detail)
 		if (fo->h.set_role != NULL)
 			fo->h.set_role(fo->h.arg, NODE_IDLE,
 			               "the local database was fenced: another node takes over");
-		notify(fo, NOTIFY_MASTER_FENCED, NULL, NULL);
+		notify(fo, NOTIFY_MASTER_FENCED, NULL,
+		       j->kind == JOB_SELF_FENCE ? j->why
+		                                 : "the cluster leader is promoting another node");
 		if (j->kind == JOB_SELF_FENCE && fo->cfg->script_master_isolated[0] != '\0') {
 			vip_env_script(j, "master-isolated script", fo->cfg->script_master_isolated,
 			               "master.isolated");

@@ -248,9 +248,9 @@ static const struct event_def events[NOTIFY_EVENT_COUNT] = {
                                  "Error: {error}"},
     [NOTIFY_MASTER_FENCED] = {"master.fenced", SEVERE,
                               "Master database being fenced off in cluster {cluster}",
-                              "The master at {node} is cut off from the majority of the cluster. "
-                              "It is being fenced so that the rest of the cluster can promote a "
-                              "standby without ever running two masters."},
+                              "The master database on {node} is being fenced: stopped, and "
+                              "marked as a standby so that it cannot come back as a master, "
+                              "so that the cluster never runs two masters. Reason: {error}"},
     [NOTIFY_VIP_ASSIGN_FAILED] = {"vip.assign_failed", SEVERE, "Could not assign the VIP to {node}",
                                   "Bringing up the virtual IP {vip} on {node} failed: {exit}. "
                                   "Error: {error}\nOutput:\n{results}"},

@@ -54,6 +54,13 @@ def cases(cluster, a):
          ["bind.address", "unspecified address"]),
         ("node timeout below the floor", {"node.timeout": 1},
          ["node.timeout", "isolated master"]),
+        ("no pg_ctl where db.bin says", {"db.bin": a.dir},
+         ["db.bin", "pg_ctl"]),
+        ("data directory missing", {"db.recovery.conf.dir": os.path.join(a.dir, "nowhere")},
+         ["db.recovery.conf.dir", "No such file or directory"]),
+        ("ping command missing with a ping server",
+         {"pingServerIp": "192.0.2.1", "pingServerCommand": "/nonexistent/ping -c1"},
+         ["pingServerCommand", "/nonexistent/ping"]),
     ]
 
 
