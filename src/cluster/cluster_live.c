@@ -126,6 +126,10 @@ void cluster_check_majority(struct cluster *c)
 		    "cluster %s: lost contact with the majority: no leader is reachable, this "
 		    "agent is in the minority and takes no cluster decision",
 		    c->name);
+	/* The guide's 8.6: the agent that finds itself cut off says so, and again when back. */
+	if (c->majority_known && c->h.event != NULL)
+		c->h.event(c->h.arg, in ? NOTIFY_NODE_NOT_ISOLATED : NOTIFY_NODE_ISOLATED,
+		           c->cfg->bind.host);
 	c->majority_known = c->majority_known || in;
 	c->in_majority = in;
 }

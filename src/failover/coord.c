@@ -434,6 +434,7 @@ static void abandon(struct failover *fo, const char *why)
 	fo->barrier_term = 0;
 	fo->step_busy = fo->lock_pending = fo->record_pending = false;
 	fo->hold_notified = 0;
+	fo_watch_forget(fo);
 }
 
 void fo_coord_tick(struct failover *fo)
@@ -451,6 +452,7 @@ void fo_coord_tick(struct failover *fo)
 			barrier(fo, term);
 		return;
 	}
+	fo_watch_tick(fo);
 	if (fo->lock_pending || fo->record_pending)
 		return;
 	struct fo_facts f;

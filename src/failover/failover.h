@@ -57,6 +57,13 @@ struct failover_hooks {
 	void (*notify)(void *arg, enum notify_event ev, const struct notify_args *args);
 };
 
+/* What the leader last saw of a member (watch.c). */
+struct fo_seen {
+	uint64_t id;
+	bool known, alive, reported;
+	enum clusterfsm_role role;
+};
+
 /* One candidate found by the select round. */
 struct fo_candidate {
 	char address[CLUSTERFSM_ADDR_MAX];
@@ -106,6 +113,10 @@ struct failover {
 	int follow_pending, follow_failed;
 	bool lock_pending;
 
+	/* the other members as last seen (watch.c) */
+	struct fo_seen seen[CLUSTERFSM_MAX_NODES];
+	size_t n_seen;
+
 	/* ---- node side (node.c) ---- */
 	bool expect_master;       /* this node was asked to promote: the role change is ours */
 	bool fenced;              /* this node fenced its database (isolation or request) */
@@ -142,6 +153,10 @@ void fo_coord_tick(struct failover *fo);
 /* fo_kick runs the coordinator again as soon as the loop is free (after an answer came). */
 void fo_kick(struct failover *fo);
 void fo_coord_status(struct failover *fo, struct status_model *m);
+
+/* watch.c: the leader's checks and notifications for members other than the master */
+void fo_watch_tick(struct failover *fo);
+void fo_watch_forget(struct failover *fo);
 
 /* node.c */
 void fo_node_tick(struct failover *fo);

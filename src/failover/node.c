@@ -47,7 +47,8 @@ struct job {
 	bool promoted;
 	bool refused;
 	char detail[512];
-	const char *why; /* self-fence: the reason, for the log */
+	const char *why;       /* self-fence: the reason, for the log */
+	struct fo_action *act; /* the local action of the current step */
 };
 
 static void step(void *arg, bool ok, const char *detail);
@@ -90,19 +91,32 @@ static void finish(struct job *j, bool ok)
 /* start_action runs one local action as the job's next step; a failure to start ends it. */
 static void start_action(struct job *j, struct fo_action *a)
 {
+	j->act = a;
 	if (a == NULL)
 		step(j, false, "out of memory");
 }
 
-static void vip_env_script(struct job *j, const char *what, const char *path, const char *event)
+/*
+ * notify_script reports a user script's end with its path, exit and
+ * output (the action's output is readable only in its callback: call this
+ * from the step that follows the script).
+ */
+static void notify_script(struct job *j, enum notify_event ev, const char *path, const char *how)
 {
 	struct failover *fo = j->fo;
-	char e_cluster[192], e_node[EFM_HOST_MAX + 16], e_event[64];
-	snprintf(e_cluster, sizeof(e_cluster), "EFM_CLUSTER=%s", fo->cfg->cluster);
-	snprintf(e_node, sizeof(e_node), "EFM_NODE=%s", self_addr(fo));
-	snprintf(e_event, sizeof(e_event), "EFM_EVENT=%s", event);
-	const char *env[] = {e_cluster, e_node, e_event};
-	start_action(j, fo_script(fo->loop, fo->cfg, what, path, env, 3, step, j));
+	struct notify_args args = {.node = self_addr(fo),
+	                           .script = path,
+	                           .exit_code = how,
+	                           .results = j->act != NULL ? fo_action_output(j->act) : ""};
+	if (fo->h.notify != NULL)
+		fo->h.notify(fo->h.arg, ev, &args);
+}
+
+/* run_script runs the user script set as key (script.fence...), if any, as the next step. */
+static void run_script(struct job *j, const char *key, const char *path)
+{
+	struct failover *fo = j->fo;
+	start_action(j, fo_script(fo->loop, fo->cfg, key, path, NULL, 0, step, j));
 }
 
 static uint64_t action_ms(const struct failover *fo)
@@ -173,17 +187,16 @@ static void fence_steps(struct job *j, bool ok, const char *detail)
 		       j->kind == JOB_SELF_FENCE ? j->why
 		                                 : "the cluster leader is promoting another node");
 		if (j->kind == JOB_SELF_FENCE && fo->cfg->script_master_isolated[0] != '\0') {
-			vip_env_script(j, "master-isolated script", fo->cfg->script_master_isolated,
-			               "master.isolated");
+			run_script(j, "script.master.isolated", fo->cfg->script_master_isolated);
 			return;
 		}
 		finish(j, true);
 		return;
 	default:
-		notify(fo,
-		       ok ? NOTIFY_SCRIPT_MASTER_ISOLATED_EXECUTED
-		          : NOTIFY_SCRIPT_MASTER_ISOLATED_FAILED,
-		       NULL, detail);
+		notify_script(j,
+		              ok ? NOTIFY_SCRIPT_MASTER_ISOLATED_EXECUTED
+		                 : NOTIFY_SCRIPT_MASTER_ISOLATED_FAILED,
+		              fo->cfg->script_master_isolated, detail);
 		finish(j, true);
 		return;
 	}
@@ -195,7 +208,8 @@ static void refuse(struct job *j, enum notify_event ev, const char *detail)
 	snprintf(j->detail, sizeof(j->detail), "%s", detail);
 	j->refused = true;
 	log_severe("failover: promotion of this node refused: %s", detail);
-	notify(j->fo, ev, NULL, detail);
+	if (ev != NOTIFY_EVENT_COUNT)
+		notify(j->fo, ev, NULL, detail);
 	finish(j, false);
 }
 
@@ -233,16 +247,18 @@ static void promote_steps(struct job *j, bool ok, const char *detail)
 			refuse(j, NOTIFY_PROMOTION_REFUSED_ORPHANED, why);
 			return;
 		}
-		vip_env_script(j, "fence script", fo->cfg->script_fence, "fence");
+		run_script(j, "script.fence", fo->cfg->script_fence);
 		return;
 	case 3:
 		if (fo->cfg->script_fence[0] != '\0') {
 			if (!ok) {
-				notify(fo, NOTIFY_SCRIPT_FENCE_FAILED, NULL, detail);
-				refuse(j, NOTIFY_PROMOTION_FAILED, "the fence script failed");
+				notify_script(j, NOTIFY_SCRIPT_FENCE_FAILED, fo->cfg->script_fence,
+				              detail);
+				refuse(j, NOTIFY_EVENT_COUNT, "the fence script failed");
 				return;
 			}
-			notify(fo, NOTIFY_SCRIPT_FENCE_EXECUTED, NULL, detail);
+			notify_script(j, NOTIFY_SCRIPT_FENCE_EXECUTED, fo->cfg->script_fence,
+			              detail);
 		}
 		fo->expect_master = true;
 		log_warning("failover: promoting the local database");
@@ -278,15 +294,14 @@ static void vip_steps(struct job *j, bool ok, const char *detail)
 			             &args);
 		}
 		snprintf(j->detail, sizeof(j->detail), "virtual IP: %s", detail);
-		vip_env_script(j, "post-promotion script", fo->cfg->script_post_promotion,
-		               "post.promotion");
+		run_script(j, "script.post.promotion", fo->cfg->script_post_promotion);
 		return;
 	default:
 		if (fo->cfg->script_post_promotion[0] != '\0')
-			notify(fo,
-			       ok ? NOTIFY_SCRIPT_POST_PROMOTION_EXECUTED
-			          : NOTIFY_SCRIPT_POST_PROMOTION_FAILED,
-			       NULL, detail);
+			notify_script(j,
+			              ok ? NOTIFY_SCRIPT_POST_PROMOTION_EXECUTED
+			                 : NOTIFY_SCRIPT_POST_PROMOTION_FAILED,
+			              fo->cfg->script_post_promotion, detail);
 		finish(j, true);
 		return;
 	}
@@ -495,7 +510,6 @@ void fo_node_tick(struct failover *fo)
 		         "no two-way contact with the cluster leader for %llu ms (isolation time "
 		         "%llu ms)",
 		         (unsigned long long)(now - lease), (unsigned long long)limit);
-		notify(fo, NOTIFY_NODE_ISOLATED, NULL, why);
 		self_fence(fo, why);
 		return;
 	}

@@ -1,0 +1,200 @@
+"""Automatic failover on 127.0.0.x with real PostgreSQL servers, real agents and a
+real SMTP server: who is master afterwards, that exactly one database takes writes,
+that the other standby streams from the new master, the scripts that ran and the
+mail the operator got -- and the cases where nothing may be promoted."""
+import os
+import signal
+import time
+
+import pytest
+
+from harness import wait_for
+from sinks import SmtpSink
+
+NODE_TIMEOUT = 3
+
+
+@pytest.fixture
+def smtp():
+    s = SmtpSink().start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def addr(cluster, host):
+    return f"{host}:{cluster.bind_port}"
+
+
+def write_script(cluster, name, body):
+    """A script that appends its event to cluster.base/events, then runs body."""
+    path = os.path.join(cluster.base, name)
+    with open(path, "w") as f:
+        f.write(f"#!/bin/sh\necho \"{name} $EFM_EVENT $EFM_NODE\" >> {cluster.base}/events\n"
+                f"{body}\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def events(cluster):
+    try:
+        with open(os.path.join(cluster.base, "events")) as f:
+            return f.read().split("\n")
+    except FileNotFoundError:
+        return []
+
+
+def in_recovery(server):
+    return server.sql("SELECT pg_is_in_recovery()")[0][0]
+
+
+def takes_writes(server):
+    try:
+        return in_recovery(server) is False
+    except Exception:
+        return False
+
+
+def build(cluster, smtp, witness=True, standbys=2, **props):
+    """Master on hosts[0], standbys after it, a witness last; all agents started."""
+    h = cluster.hosts
+    m = cluster.master(h[0])
+    servers = [m] + [cluster.standby(m, h[1 + i]) for i in range(standbys)]
+    hosts = [s.host for s in servers] + ([h[1 + standbys]] if witness else [])
+    listed = [addr(cluster, x) for x in hosts]
+    agents = []
+    for x in hosts:
+        extra = {"is_witness": "true"} if witness and x == hosts[-1] else {}
+        extra.update(props)
+        a = cluster.agent(x, node_timeout=NODE_TIMEOUT, notification_smtp_url=smtp.url,
+                          db_reuse_connection_count=100, **extra)
+        a.nodes = listed
+        a.write_config()
+        agents.append(a)
+    for a in agents:
+        a.start(wait=False)
+
+    def ready():
+        st, _ = agents[0].status()
+        return (st.get("failover", {}).get("master") == addr(cluster, h[0]) and
+                len(st["nodes"]) == len(hosts) and
+                all(n["agent"] == "UP" for n in st["nodes"].values()))
+    wait_for(ready, 60, "every agent up and the master recorded")
+    m.sql("CREATE TABLE t (x int)")
+    m.sql("INSERT INTO t VALUES (1)")
+    return servers, agents
+
+
+def status(agent):
+    st, _ = agent.status()
+    return st
+
+
+def test_master_database_killed_promotes_the_standby_and_the_other_follows(cluster, smtp):
+    fence = write_script(cluster, "fence", "exit 0")
+    post = write_script(cluster, "post", "exit 0")
+    (m, s1, s2), agents = build(cluster, smtp, **{"script.fence": fence,
+                                                 "script.post.promotion": post})
+    for s in (s1, s2):
+        wait_for(lambda: s.sql("SELECT count(*) FROM t")[0][0] == 1, 20, "replicated")
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    new = wait_for(lambda: next((s for s in (s1, s2) if takes_writes(s)), None), 30,
+                   "a standby promoted")
+    other = s2 if new is s1 else s1
+    new.sql("INSERT INTO t VALUES (2)")
+    wait_for(lambda: other.sql("SELECT count(*) FROM t")[0][0] == 2, 30,
+             "the other standby streams from the new master")
+    assert in_recovery(other)
+    rows = other.sql("SELECT sender_host FROM pg_stat_wal_receiver")
+    assert rows and rows[0][0] == new.host, rows
+    # The old master is fenced: stopped, and marked so a restart makes it a standby.
+    assert os.path.exists(os.path.join(m.datadir, "standby.signal"))
+    done = wait_for(lambda: (lambda f: f if f["phase"] == "DONE" else None)(
+        status(agents[1])["failover"]), 30, "the promotion done")
+    assert done["candidate"] == addr(cluster, new.host)
+    assert done["master"] == addr(cluster, new.host)
+    st = status(agents[3])
+    masters = [h for h, n in st["nodes"].items() if n["type"] == "Master"]
+    wait_for(lambda: [h for h, n in status(agents[3])["nodes"].items()
+                      if n["type"] == "Master"] == [new.host], 20,
+             "exactly the new master shown as Master")
+    # Scripts ran on the new master, fence first.
+    ev = [e for e in events(cluster) if e]
+    assert ev == [f"fence fence {new.host}", f"post post.promotion {new.host}"], ev
+    for subject in ("Promotion started", "Failover completed", "being fenced",
+                    "Fence script ran", "Post-promotion script ran"):
+        wait_for(lambda: smtp.find(subject), 20, f"mail {subject!r}")
+    assert new.host in smtp.find("Failover completed")[0]["body"]
+
+
+def test_master_agent_killed_with_its_database_up_promotes_nothing(cluster, smtp):
+    (m, s1, s2), agents = build(cluster, smtp)
+    agents[0].stop(signal.SIGKILL)
+    wait_for(lambda: smtp.find("master agent has left"), 30, "the master-left mail")
+    # Well past the node timeout and the checks that follow it.
+    deadline = time.monotonic() + NODE_TIMEOUT + 8
+    while time.monotonic() < deadline:
+        assert takes_writes(m)
+        assert in_recovery(s1) and in_recovery(s2)
+        time.sleep(0.5)
+    assert status(agents[1])["failover"]["phase"] == "NONE"
+    assert not smtp.find("Promotion started")
+    assert not os.path.exists(os.path.join(m.datadir, "standby.signal"))
+
+
+def test_auto_failover_off_asks_the_operator(cluster, smtp):
+    (m, s1, s2), agents = build(cluster, smtp, auto_failover="false")
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    wait_for(lambda: smtp.find("Manual failover may be needed"), 30, "the manual-failover mail")
+    time.sleep(2)  # a promotion would have started by now (it takes under a second)
+    assert in_recovery(s1) and in_recovery(s2)
+    assert status(agents[1])["failover"]["phase"] == "NONE"
+
+
+def test_failing_fence_script_stops_the_promotion(cluster, smtp):
+    fence = write_script(cluster, "fence", "exit 3")
+    (m, s1, s2), agents = build(cluster, smtp, **{"script.fence": fence})
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    mail = wait_for(lambda: smtp.find("Fence script failed"), 30, "the fence-failed mail")[0]
+    assert "exit code 3" in mail["body"], mail["body"]
+    wait_for(lambda: status(agents[1])["failover"]["phase"] == "ABORTED", 20, "aborted")
+    assert in_recovery(s1) and in_recovery(s2)
+
+
+def test_master_host_lost_is_failed_over_after_the_node_timeout(cluster, smtp):
+    (m, s1, s2), agents = build(cluster, smtp)
+    t0 = time.monotonic()
+    agents[0].stop(signal.SIGKILL)
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    new = wait_for(lambda: next((s for s in (s1, s2) if takes_writes(s)), None), 30,
+                   "a standby promoted")
+    # Not before the master agent was silent for the node timeout (its last heartbeat
+    # may precede the kill by one heartbeat interval, T/6).
+    assert time.monotonic() - t0 >= NODE_TIMEOUT * 5 / 6
+    wait_for(lambda: [h for h, n in status(agents[3])["nodes"].items()
+                      if n["type"] == "Master"] == [new.host], 20,
+             "the new master alone shown as Master")
+
+
+def test_two_voters_fail_over_a_database_failure(cluster, smtp):
+    (m, s1), agents = build(cluster, smtp, witness=False, standbys=1)
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    wait_for(lambda: takes_writes(s1), 30, "the standby promoted")
+
+
+def test_lost_standby_and_witness_are_reported(cluster, smtp):
+    (m, s1, s2), agents = build(cluster, smtp)
+    agents[2].stop(signal.SIGKILL)   # s2's agent; its database keeps running
+    wait_for(lambda: smtp.find("Standby agent lost"), 30, "the standby-agent mail")
+    # Four voters: the witness may go only once the lost standby left the voting set
+    # (after twice the node timeout), or the rest would be no majority.
+    wait_for(lambda: len(status(agents[0])["nodes"]) == 3, 30, "the lost standby removed")
+    agents[3].stop(signal.SIGKILL)   # the witness
+    wait_for(lambda: smtp.find("Witness lost"), 30, "the witness mail")
+    assert takes_writes(m) and in_recovery(s1) and in_recovery(s2)
