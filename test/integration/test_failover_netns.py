@@ -2,9 +2,13 @@
 taking writes before the majority promotes a standby -- when its link is cut both
 ways, and when only what it sends is lost (it still hears the leader)."""
 import json
+import os
+import signal
 import time
 
-from harness import wait_for
+import psycopg2
+
+from harness import SUPERPASS, wait_for
 from netns import ip, net, ns_cluster  # noqa: F401 (fixtures)
 
 NODE_TIMEOUT = 3
@@ -86,3 +90,41 @@ def test_master_whose_packets_are_lost_stops_before_the_standby_is_promoted(net,
             ip("route", "del", "blackhole", f"{net.addr(i)}/32", ns=net.ns[0], check=False)
     assert stopped < promoted, f"master stopped at {stopped:.2f}s, standby at {promoted:.2f}s"
     print(f"old master stopped {stopped:.2f}s, standby promoted {promoted:.2f}s after the cut")
+
+
+def test_vip_follows_the_master(net, ns_cluster):
+    vip = net.vip()
+    props = {"virtualIp": vip, "virtualIp.interface": f"{net.dev}:1",
+             "virtualIp.netmask": "255.255.255.0",
+             "pingServerCommand": "/bin/ping -q -c1 -w1"}
+    conf = "listen_addresses = '*'"
+    m = ns_cluster.master(0, conf=conf)
+    s = ns_cluster.standby(m, 1, conf=conf)
+    listed = [f"{net.addr(i)}:{ns_cluster.bind_port}" for i in range(3)]
+    agents = []
+    for i in range(3):
+        extra = {"is_witness": "true"} if i == 2 else dict(props)
+        a = ns_cluster.agent(i, node_timeout=NODE_TIMEOUT, db_reuse_connection_count=100,
+                             **extra)
+        a.nodes = listed
+        a.write_config()
+        agents.append(a)
+    for a in agents:
+        a.start(wait=False)
+    # The master's agent takes the VIP once the cluster records it as the master.
+    wait_for(lambda: net.has_addr(0, vip), 60, "the VIP on the master")
+    assert not net.has_addr(1, vip)
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    wait_for(lambda: net.has_addr(1, vip) and not net.has_addr(0, vip), 60,
+             "the VIP moved to the new master")
+    # A client that only knows the VIP reaches the new master.
+
+    def through_vip():
+        with psycopg2.connect(host=vip, port=s.port, user="postgres", password=SUPERPASS,
+                              dbname="postgres", connect_timeout=3) as c:
+            with c.cursor() as cur:
+                cur.execute("SELECT pg_is_in_recovery(), inet_server_addr()")
+                return cur.fetchone()
+    row = wait_for(through_vip, 30, "a connection through the VIP")
+    assert row[0] is False and str(row[1]) == vip, row
