@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "coord_int.h"
+#include "dbmon.h"
 #include "log.h"
 
 /* Attempts of one step before the promotion is aborted (or, past promotion, moved on). */
@@ -290,6 +291,50 @@ static void on_master_set(void *arg, int status, const struct clusterfsm_result 
 	free(x);
 }
 
+static void record_new_master(struct failover *fo, const char *address)
+{
+	struct clusterfsm_cmd cmd;
+	struct fo_ctx *y = fo_ctx_new(fo, address);
+	if (y == NULL || !clusterfsm_cmd_set_master(&cmd, address) ||
+	    cluster_propose(fo->cl, &cmd, on_master_set, y) != 0) {
+		free(y);
+		fo->step_busy = false;
+	}
+}
+
+/* on_candidate_db: after a failed or unanswered promote, what the candidate's database is. */
+static void on_candidate_db(void *arg, const struct db_probe_result *r)
+{
+	struct fo_ctx *x = arg;
+	struct failover *fo = x->fo;
+	if (fo_ctx_stale(x)) {
+		free(x);
+		return;
+	}
+	if (r->ok && r->sample.role == DB_ROLE_MASTER) {
+		log_warning("failover: %s did not confirm (%s) but its database runs as a master: "
+		            "recording it as the master",
+		            x->address, x->detail);
+		record_new_master(fo, x->address);
+	} else {
+		char what[900];
+		snprintf(what, sizeof(what), "promoting %s failed: %s; its database %s", x->address,
+		         x->detail, r->ok ? "is still a standby" : "does not answer");
+		/*
+		 * Aborting is safe while the database is known not to be a master,
+		 * or once it has been out of reach for 2T: a candidate that did
+		 * promote is then a master without a lease, which has fenced itself.
+		 */
+		uint64_t silent = cluster_clock(fo->cl) - fo->step_since_ms;
+		bool gone = silent >= 2 * cluster_node_timeout_ms(fo->cl);
+		if (step_failed(fo, what) && (r->ok || gone))
+			release(fo, false, what);
+		else if (fo->step_failures >= STEP_ATTEMPTS)
+			fo->step_failures = STEP_ATTEMPTS - 1; /* keep trying: it may yet answer */
+	}
+	free(x);
+}
+
 static void on_promoted(void *arg, int status, const cJSON *reply)
 {
 	struct fo_ctx *x = arg;
@@ -306,13 +351,7 @@ static void on_promoted(void *arg, int status, const cJSON *reply)
 	if (promoted) {
 		log_warning("failover: %s promoted (%s); recording it as the master", x->address,
 		            detail);
-		struct clusterfsm_cmd cmd;
-		struct fo_ctx *y = fo_ctx_new(fo, x->address);
-		if (y == NULL || !clusterfsm_cmd_set_master(&cmd, x->address) ||
-		    cluster_propose(fo->cl, &cmd, on_master_set, y) != 0) {
-			free(y);
-			fo->step_busy = false;
-		}
+		record_new_master(fo, x->address);
 	} else if (refused) {
 		/* Nothing was promoted: the candidate stopped before asking its database. */
 		char what[600];
@@ -320,10 +359,21 @@ static void on_promoted(void *arg, int status, const cJSON *reply)
 		fo->step_busy = false;
 		release(fo, false, what);
 	} else {
-		char what[600];
-		snprintf(what, sizeof(what), "promoting %s failed: %s", x->address, detail);
-		if (step_failed(fo, what))
-			release(fo, false, what);
+		/*
+		 * No answer, or the promotion failed: the database may have been
+		 * asked to promote all the same, so look at it before anything else.
+		 */
+		struct fo_ctx *y = fo_ctx_new(fo, x->address);
+		char host[CLUSTERFSM_HOST_MAX];
+		fo_host_of(x->address, host, sizeof(host));
+		if (y != NULL)
+			snprintf(y->detail, sizeof(y->detail), "%s", detail);
+		if (y == NULL ||
+		    db_probe(fo->loop, fo->cfg, cluster_db_password(fo->cl), host, fo->cfg->db_port,
+		             fo_remote_ms(fo), on_candidate_db, y) != 0) {
+			free(y);
+			fo->step_busy = false;
+		}
 	}
 	free(x);
 }
@@ -444,6 +494,7 @@ void fo_drive(struct failover *fo)
 		fo->step_serial = l->serial;
 		fo->step_phase = (int)l->phase;
 		fo->step_failures = 0;
+		fo->step_since_ms = cluster_clock(fo->cl);
 		snprintf(fo->decision, sizeof(fo->decision),
 		         "promotion %" PRIu64 " of %s: phase %s", l->serial, l->candidate,
 		         clusterfsm_phase_name(l->phase));

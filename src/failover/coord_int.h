@@ -12,6 +12,7 @@ struct fo_ctx {
 	uint64_t gen;
 	uint64_t term;
 	char address[CLUSTERFSM_ADDR_MAX];
+	char detail[512]; /* what an earlier step said, carried to the next */
 };
 
 struct fo_ctx *fo_ctx_new(struct failover *fo, const char *address);

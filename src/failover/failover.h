@@ -110,6 +110,7 @@ struct failover {
 	int step_phase;
 	int step_failures;
 	uint64_t step_retry_at;
+	uint64_t step_since_ms; /* when this agent began driving the current phase */
 	int follow_pending, follow_failed;
 	bool lock_pending;
 
@@ -126,6 +127,7 @@ struct failover {
 	uint64_t stall_grace_until;
 	bool vip_checked; /* the VIP was assigned (or found held) at start as master */
 	struct fo_action *self_action;
+	void *node_jobs[8]; /* node.c: the running job of each kind that others may join */
 
 	/* Runs the coordinator right after an answer, not at the next tick (fo_kick). */
 	uv_timer_t kick;

@@ -49,7 +49,33 @@ struct job {
 	char detail[512];
 	const char *why;       /* self-fence: the reason, for the log */
 	struct fo_action *act; /* the local action of the current step */
+	/*
+	 * The same request again while this one runs (a new coordinator
+	 * resuming, a retry after a lost answer) waits for this one's answer
+	 * instead of running the steps a second time.
+	 */
+	struct {
+		struct rpc_conn *conn;
+		rpc_call_cb reply;
+		void *reply_arg;
+	} waiters[4];
+	size_t n_waiters;
 };
+
+/* joinable: the kinds a repeated request joins instead of running again. */
+static bool joinable(enum job_kind k)
+{
+	return k == JOB_FENCE || k == JOB_PROMOTE || k == JOB_VIP;
+}
+
+static void answer(struct rpc_conn *conn, rpc_call_cb reply, void *reply_arg, const cJSON *ans)
+{
+	if (conn != NULL) {
+		rpc_reply_release(conn, cJSON_Duplicate(ans, true));
+	} else if (reply != NULL) {
+		reply(reply_arg, 0, ans);
+	}
+}
 
 static void step(void *arg, bool ok, const char *detail);
 
@@ -77,14 +103,12 @@ static void finish(struct job *j, bool ok)
 	}
 	if (j->kind == JOB_SELF_FENCE)
 		j->fo->fencing = false;
-	if (j->conn == NULL && j->reply == NULL) {
-		cJSON_Delete(ans);
-	} else if (j->conn != NULL) {
-		rpc_reply_release(j->conn, ans);
-	} else {
-		j->reply(j->reply_arg, 0, ans);
-		cJSON_Delete(ans);
-	}
+	if (j->fo->node_jobs[j->kind] == j)
+		j->fo->node_jobs[j->kind] = NULL;
+	answer(j->conn, j->reply, j->reply_arg, ans);
+	for (size_t i = 0; i < j->n_waiters; i++)
+		answer(j->waiters[i].conn, j->waiters[i].reply, j->waiters[i].reply_arg, ans);
+	cJSON_Delete(ans);
 	free(j);
 }
 
@@ -398,6 +422,19 @@ static void run_job(struct failover *fo, struct job *j, const cJSON *msg)
 		finish(j, false);
 		return;
 	}
+	struct job *running = joinable(j->kind) ? fo->node_jobs[j->kind] : NULL;
+	if (running != NULL &&
+	    running->n_waiters < sizeof(running->waiters) / sizeof(running->waiters[0])) {
+		log_info("failover: request %s again while it runs: it gets the same answer", t);
+		running->waiters[running->n_waiters].conn = j->conn;
+		running->waiters[running->n_waiters].reply = j->reply;
+		running->waiters[running->n_waiters].reply_arg = j->reply_arg;
+		running->n_waiters++;
+		free(j);
+		return;
+	}
+	if (joinable(j->kind))
+		fo->node_jobs[j->kind] = j;
 	log_info("failover: request %s from the coordinator", t);
 	if (j->kind == JOB_PROBE) {
 		uint64_t ms =

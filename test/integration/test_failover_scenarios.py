@@ -198,3 +198,49 @@ def test_lost_standby_and_witness_are_reported(cluster, smtp):
     agents[3].stop(signal.SIGKILL)   # the witness
     wait_for(lambda: smtp.find("Witness lost"), 30, "the witness mail")
     assert takes_writes(m) and in_recovery(s1) and in_recovery(s2)
+
+
+def test_coordinator_killed_mid_promotion_is_resumed_by_the_next(cluster, smtp):
+    """The witness leads (the lowest address bootstraps the cluster); it is killed while
+    the candidate runs a slow fence script.  The next leader resumes the promotion from
+    its committed phase: one promotion, the fence script run once, the other standby
+    following."""
+    fence = write_script(cluster, "fence", "sleep 3")
+    h = cluster.hosts
+    w_host, m_host, s1_host, s2_host = h[0], h[1], h[2], h[3]
+    m = cluster.master(m_host)
+    s1, s2 = cluster.standby(m, s1_host), cluster.standby(m, s2_host)
+    hosts = [w_host, m_host, s1_host, s2_host]
+    listed = [addr(cluster, x) for x in hosts]
+    agents = {}
+    for x in hosts:
+        extra = {"is_witness": "true"} if x == w_host else {"script.fence": fence}
+        a = cluster.agent(x, node_timeout=NODE_TIMEOUT, notification_smtp_url=smtp.url,
+                          db_reuse_connection_count=100, **extra)
+        a.nodes = listed
+        a.write_config()
+        agents[x] = a
+    for a in agents.values():
+        a.start(wait=False)
+    wait_for(lambda: status(agents[s1_host]).get("failover", {}).get("master") ==
+             addr(cluster, m_host) and len(status(agents[s1_host])["nodes"]) == 4,
+             60, "every agent up and the master recorded")
+    assert "this agent is now the cluster leader" in agents[w_host].read_log()
+    m.sql("CREATE TABLE t (x int)")
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    wait_for(lambda: status(agents[s1_host])["failover"]["phase"] == "PROMOTING", 30,
+             "the promotion in its PROMOTING phase")
+    agents[w_host].stop(signal.SIGKILL)
+    new = wait_for(lambda: next((s for s in (s1, s2) if takes_writes(s)), None), 60,
+                   "a standby promoted")
+    other = s2 if new is s1 else s1
+    wait_for(lambda: (lambda f: f if f["phase"] == "DONE" else None)(
+        status(agents[other.host])["failover"]), 60, "the promotion done")
+    f = status(agents[other.host])["failover"]
+    assert f["serial"] == 1 and f["candidate"] == addr(cluster, new.host), f
+    new.sql("INSERT INTO t VALUES (1)")
+    wait_for(lambda: other.sql("SELECT count(*) FROM t")[0][0] == 1, 30,
+             "the other standby follows")
+    fences = [e for e in events(cluster) if e.startswith("fence ")]
+    assert fences == [f"fence fence {new.host}"], fences
