@@ -244,3 +244,29 @@ def test_coordinator_killed_mid_promotion_is_resumed_by_the_next(cluster, smtp):
              "the other standby follows")
     fences = [e for e in events(cluster) if e.startswith("fence ")]
     assert fences == [f"fence fence {new.host}"], fences
+
+
+@pytest.mark.parametrize("stopped_for", [NODE_TIMEOUT + 1.5, 2 * NODE_TIMEOUT + 3])
+def test_master_agent_stopped_then_continued_acts_on_no_stale_belief(cluster, smtp,
+                                                                     stopped_for):
+    """SIGSTOP the master agent beyond the node timeout (and beyond its removal from the
+    voting set), its database up: nothing is promoted; continued, the agent does not
+    fence the database on the stale time it wakes up with."""
+    (m, s1, s2), agents = build(cluster, smtp)
+    agents[0].proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: smtp.find("master agent has left"), 30, "the master-left mail")
+        deadline = time.monotonic() + stopped_for
+        while time.monotonic() < deadline:
+            assert takes_writes(m) and in_recovery(s1) and in_recovery(s2)
+            time.sleep(0.3)
+    finally:
+        agents[0].proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: status(agents[0])["nodes"][m.host]["agent"] == "UP", 30,
+             "the master agent back")
+    deadline = time.monotonic() + 2 * NODE_TIMEOUT
+    while time.monotonic() < deadline:
+        assert takes_writes(m) and in_recovery(s1) and in_recovery(s2)
+        time.sleep(0.3)
+    assert "fencing the local database" not in agents[0].read_log()
+    assert status(agents[1])["failover"]["phase"] == "NONE"
