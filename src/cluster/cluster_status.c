@@ -35,10 +35,10 @@ struct status_rounds {
 	uv_timer_t timer;  /* starts the next round once the interval has passed */
 	bool timer_armed;
 	bool timer_closed;
-	bool running;        /* a round is in flight */
-	int pending;         /* its probes still out */
-	uint64_t ended_ms;   /* end of the latest round, 0 never */
-	size_t n;            /* rows probed by the latest round */
+	bool running;      /* a round is in flight */
+	int pending;       /* its probes still out */
+	uint64_t ended_ms; /* end of the latest round, 0 never */
+	size_t n;          /* rows probed by the latest round */
 	char host[CLUSTERFSM_MAX_NODES + 1][CLUSTERFSM_HOST_MAX]; /* row address per result */
 	struct db_probe_result res[CLUSTERFSM_MAX_NODES + 1];
 	struct admin_request **waiting; /* requests answered when the round ends */
@@ -161,7 +161,6 @@ static void build(struct cluster *c, struct status_model *m)
 		       "cannot act alone, so there is no automatic failover protection. "
 		       "Add a standby or a witness.");
 }
-
 
 uint64_t cluster_status_fresh_ms(const struct efm_config *cfg)
 {
