@@ -3,6 +3,7 @@
 #
 #   ./build.sh demo   install dependencies, build, run the local demo cluster
 #   ./build.sh test   install dependencies, build with sanitizers, run every test
+#                     (unit, each fuzz target for 12 s, integration)
 #   ./build.sh build  build only (into ./build)
 set -eu
 cd "$(dirname "$0")"
@@ -28,6 +29,8 @@ test)
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 	(cd build-test && ctest --output-on-failure)
+	# Every fuzz target for a few seconds: a crash, leak or hang fails the run.
+	fuzz/run.sh 12
 	EFM_BUILD_DIR=$PWD/build-test /usr/bin/python3 -m pytest -q -ra test/integration
 	;;
 build)

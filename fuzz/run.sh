@@ -19,10 +19,10 @@ if ! command -v clang >/dev/null 2>&1; then
 fi
 
 CC=clang cmake -S "$root" -B "$build" -DEFM_FUZZ=ON -DEFM_SANITIZE=ON >/dev/null
-cmake --build "$build" -j2 --target fuzz_props fuzz_config fuzz_frame >/dev/null
+cmake --build "$build" -j2 --target fuzz_props fuzz_config fuzz_frame fuzz_admin >/dev/null
 
 # Seeds: the unit tests' configuration files, in each target's input format.
-mkdir -p "$work/seeds/props" "$work/seeds/config" "$work/seeds/frame"
+mkdir -p "$work/seeds/props" "$work/seeds/config" "$work/seeds/frame" "$work/seeds/admin"
 for f in "$data"/*; do
 	name=$(basename "$f")
 	cp "$f" "$work/seeds/props/$name"
@@ -53,8 +53,22 @@ frame_seed '\003' '{"type":"join","id":"00000000000000ab","address":"127.0.0.2:7
 frame_seed '\377' '{"type":"heartbeat","xlog":"0/3000060","db":1,"info":""}' \
 	>"$work/seeds/frame/heartbeat"
 
+# Admin requests: one line each, as efm sends them and as nobody should.
+n=0
+for req in '{"command":"cluster-status-json","args":[]}' \
+	'{"command":"add-node","args":["10.0.0.9","1"]}' \
+	'{"command":"allow-node","args":["[fe80::1%eth0]:7800"]}' \
+	'{"command":"set-priority","args":["db-2.example.com:7800","1000000"]}' \
+	'{"command":"remove-node","args":["%n%n%n%s%s"]}' \
+	'{"command":"promote","args":["-switchover"]}' \
+	'{"command":"disallow-node","args":[7,"99999999999999"]}' \
+	'{"command":"stop-cluster"}'; do
+	n=$((n + 1))
+	printf '%s' "$req" >"$work/seeds/admin/req$n"
+done
+
 status=0
-for t in props config frame; do
+for t in props config frame admin; do
 	mkdir -p "$work/corpus-$t"
 	echo "== fuzz_$t for ${secs}s"
 	if ! "$build/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

@@ -39,7 +39,9 @@ Pin-Priority: 990
 PIN
 fi
 
-packages="build-essential cmake pkg-config clang-format
+# clang and its runtimes (libFuzzer, the sanitizers; only recommended by
+# clang, so named here) build the fuzz targets that ./build.sh test runs.
+packages="build-essential cmake pkg-config clang-format clang libclang-rt-dev
 	libuv1-dev libpq-dev libraft-dev libssl-dev libcurl4-openssl-dev
 	libcjson-dev libyaml-dev libsystemd-dev libcmocka-dev
 	postgresql postgresql-contrib jq iproute2 procps iputils-ping

@@ -154,25 +154,13 @@ static void conn_dispatch(struct admin_conn *c)
 	struct admin_request *req = &c->req;
 	/* From here on exactly one admin_reply is owed, ours or the handler's. */
 	c->awaiting_reply = true;
-	c->body = cJSON_ParseWithLength(c->in, c->in_len);
-	if (!cJSON_IsObject(c->body)) {
-		admin_reply_error(req, "malformed request: expected one JSON object");
+	char why[512];
+	c->body =
+	    admin_parse_request(c->in, c->in_len, &req->command, &req->args, why, sizeof(why));
+	if (c->body == NULL) {
+		admin_reply_error(req, "%s", why);
 		return;
 	}
-	const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(c->body, "command");
-	if (!cJSON_IsString(cmd) || cmd->valuestring[0] == '\0') {
-		admin_reply_error(req, "malformed request: no \"command\"");
-		return;
-	}
-	const cJSON *args = cJSON_GetObjectItemCaseSensitive(c->body, "args");
-	if (args == NULL)
-		args = cJSON_AddArrayToObject(c->body, "args");
-	if (!cJSON_IsArray(args)) {
-		admin_reply_error(req, "malformed request: \"args\" must be an array");
-		return;
-	}
-	req->command = cmd->valuestring;
-	req->args = args;
 	req->body = c->body;
 
 	if (c->srv == NULL) {
@@ -194,7 +182,6 @@ static void conn_dispatch(struct admin_conn *c)
 		                  req->command, ADMIN_EFM_GROUP);
 		return;
 	}
-	char why[512];
 	if (!admin_arg_check_json(req->command, req->args, &req->values, why, sizeof(why))) {
 		char more[96];
 		if (admin_log_limit(&c->srv->invalid_log, uv_now(c->srv->loop), more, sizeof(more)))

@@ -293,3 +293,40 @@ bool admin_arg_check_json(const char *command, const cJSON *args, struct admin_a
 	}
 	return admin_arg_check(command, argc, argv, out, err, errlen);
 }
+
+cJSON *admin_parse_request(const char *line, size_t len, const char **command, const cJSON **args,
+                           char *err, size_t errlen)
+{
+	const char *end = NULL;
+	cJSON *body = cJSON_ParseWithLengthOpts(line, len, &end, false);
+	/* The whole line: nothing but white space may follow the object. */
+	while (body != NULL && end != NULL && end < line + len && isspace((unsigned char)*end))
+		end++;
+	if (body != NULL && (end == NULL || end != line + len)) {
+		cJSON_Delete(body);
+		body = NULL;
+	}
+	const char *why = NULL;
+	const cJSON *cmd = NULL;
+	const cJSON *a = NULL;
+	if (!cJSON_IsObject(body)) {
+		why = "expected one JSON object";
+	} else {
+		cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
+		a = cJSON_GetObjectItemCaseSensitive(body, "args");
+		if (!cJSON_IsString(cmd) || cmd->valuestring[0] == '\0')
+			why = "no \"command\"";
+		else if (a == NULL && (a = cJSON_AddArrayToObject(body, "args")) == NULL)
+			why = "out of memory";
+		else if (!cJSON_IsArray(a))
+			why = "\"args\" must be an array";
+	}
+	if (why != NULL) {
+		cJSON_Delete(body);
+		(void)fail(err, errlen, "malformed request: %s", why);
+		return NULL;
+	}
+	*command = cmd->valuestring;
+	*args = a;
+	return body;
+}

@@ -64,4 +64,15 @@ bool admin_arg_check(const char *command, int argc, const char *const *argv,
 bool admin_arg_check_json(const char *command, const cJSON *args, struct admin_arg_values *out,
                           char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * admin_parse_request decodes one request line (len bytes, no newline): a
+ * JSON object with a non-empty string "command" and an "args" array (added,
+ * empty, when absent).  Returns the object, which the caller frees with
+ * cJSON_Delete and into which *command and *args point; NULL with err
+ * ("malformed request: ...") otherwise.  The arguments are not checked yet:
+ * that is admin_arg_check_json, once the command is known.
+ */
+cJSON *admin_parse_request(const char *line, size_t len, const char **command, const cJSON **args,
+                           char *err, size_t errlen) __attribute__((warn_unused_result));
+
 #endif

@@ -56,6 +56,15 @@ void agent_status_local_node(void *arg, struct status_model *m, struct status_no
 		snprintf(n->info, sizeof(n->info), "DB failed: %s",
 		         dbmon_status(a->mon)->error[0] ? dbmon_status(a->mon)->error
 		                                        : "no answer");
+	/* A recent successful check answers the Promote Status: no need to ask the database. */
+	if (!a->cfg->is_witness && a->mon != NULL) {
+		const struct dbmon_status *st = dbmon_status(a->mon);
+		if (st->last_ok && st->last_ok_ms != 0 &&
+		    uv_now(a->loop) - st->last_ok_ms <= cluster_status_fresh_ms(a->cfg)) {
+			struct db_probe_result r = {.ok = true, .sample = st->last};
+			cluster_status_xlog(n, &r);
+		}
+	}
 	add_local_messages(a, m);
 }
 

@@ -367,6 +367,7 @@ static void part_closed(struct cluster *c)
 			log_info("cluster %s: left the cluster; local cluster state removed",
 			         c->name);
 	}
+	cluster_status_close(c);
 	void (*done)(void *) = c->done;
 	void *arg = c->done_arg;
 	explicit_bzero(c->key, sizeof(c->key));

@@ -60,7 +60,8 @@ struct cluster_hooks {
 	void (*stop)(void *arg, enum cluster_stop_reason reason, const char *why);
 	/*
 	 * local_node fills this node's row and adds its messages to m (the
-	 * agent knows its monitor); may be NULL.
+	 * agent knows its monitor), and its xlog cells when the monitor's latest
+	 * check is fresh (cluster_status_fresh_ms); may be NULL.
 	 */
 	void (*local_node)(void *arg, struct status_model *m, struct status_node *n);
 	/* event reports a notification (node is the address it concerns); may be NULL. */
@@ -175,8 +176,20 @@ void cluster_admin_command(struct cluster *c, struct admin_request *req);
  */
 void cluster_reset_members(struct cluster *c, struct admin_request *req);
 
-/* cluster_status_command answers cluster-status(-json) with every member's state. */
+/*
+ * cluster_status_command answers cluster-status(-json) with every member's
+ * state, from fresh samples where it can, else after a shared probe round
+ * (cluster_status.c says how the databases are spared).
+ */
 void cluster_status_command(struct cluster *c, struct admin_request *req);
+
+/*
+ * How old a sample may be for the status to use it instead of querying the
+ * database: local.period plus this margin (a check's own duration, a
+ * heartbeat's way).
+ */
+#define CLUSTER_STATUS_MARGIN_MS 2000
+uint64_t cluster_status_fresh_ms(const struct efm_config *cfg);
 
 /*
  * cluster_status_xlog fills the Promote Status cells of a status row (xlog,

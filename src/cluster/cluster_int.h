@@ -170,6 +170,8 @@ struct cluster {
 	void (*done)(void *arg);
 	void *done_arg;
 	int closing_parts;
+
+	struct status_rounds *status_rounds; /* cluster_status.c, made on first use */
 };
 
 /*
@@ -249,6 +251,10 @@ void cluster_reset_gone(struct cluster *c);
 /* cluster_rpc_leave: the leader removes the member that asks (never forwarded). */
 void cluster_rpc_leave(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                        const char *peer_addr, const cJSON *msg);
+
+/* cluster_status.c */
+/* cluster_status_close answers the status requests still waiting and lets the probes finish. */
+void cluster_status_close(struct cluster *c);
 
 /* cluster.c */
 /*

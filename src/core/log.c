@@ -95,6 +95,8 @@ void log_set_prefixes(bool on)
 }
 
 static void log_write(enum efm_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void log_write(enum efm_level level, const char *fmt, va_list ap)
 {
 	char line[4096];
 	vsnprintf(line, sizeof(line), fmt, ap);

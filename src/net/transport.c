@@ -60,6 +60,13 @@ void tp_deliver(struct tp *tp, const struct peerauth *pa, const char *peer, cons
 		why = "raft is not running here";
 	else if (pa->channel == PEERAUTH_CHANNEL_RPC && tp->rpc_accept == NULL)
 		why = "no RPC service here";
+	/*
+	 * libraft (0.22.1, uv_recv.c uvAddServer) frees an accepted stream it
+	 * cannot start reading without closing it, then closes and frees it
+	 * again: a double free.  Hand over only a stream a read can start on.
+	 */
+	else if (!uv_is_readable((uv_stream_t *)tcp) || uv_is_closing((uv_handle_t *)tcp))
+		why = "the connection is no longer readable";
 	if (why != NULL) {
 		tp_warn(tp, "peer %s: %s link from id %llu (%s) refused: %s", peer,
 		        peerauth_channel_name(pa->channel), (unsigned long long)pa->peer_id,

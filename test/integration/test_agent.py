@@ -25,8 +25,9 @@ def node(status, host):
 
 def test_master_agent_reports_role_and_wal(cluster):
     pg = cluster.master(M)
-    a = cluster.agent(M).start()
+    # The status reports the monitor's latest check, so at least this position.
     before = lsn(pg.sql("SELECT pg_current_wal_lsn()")[0][0])
+    a = cluster.agent(M).start()
     st, code = a.status()
     n = node(st, M)
     assert (n["type"], n["agent"], n["db"]) == ("Master", "UP", "UP")

@@ -902,6 +902,46 @@ static void test_arg_check(void **state)
 	cJSON_Delete(args);
 }
 
+static void test_parse_request(void **state)
+{
+	(void)state;
+	char err[256];
+	const char *command = NULL;
+	const cJSON *args = NULL;
+	const char *ok = "{\"command\": \"add-node\", \"args\": [\"10.0.0.9\", \"1\"]}";
+	cJSON *body = admin_parse_request(ok, strlen(ok), &command, &args, err, sizeof(err));
+	assert_non_null(body);
+	assert_string_equal(command, "add-node");
+	assert_int_equal(cJSON_GetArraySize(args), 2);
+	cJSON_Delete(body);
+	/* No "args": an empty array is added. */
+	const char *bare = "{\"command\": \"stop-cluster\"}";
+	body = admin_parse_request(bare, strlen(bare), &command, &args, err, sizeof(err));
+	assert_non_null(body);
+	assert_true(cJSON_IsArray(args) && cJSON_GetArraySize(args) == 0);
+	cJSON_Delete(body);
+	static const struct {
+		const char *line;
+		const char *says;
+	} bad[] = {
+	    {"", "one JSON object"},
+	    {"[1, 2]", "one JSON object"},
+	    {"{\"command\": 7}", "no \"command\""},
+	    {"{\"command\": \"\"}", "no \"command\""},
+	    {"{\"command\": \"promote\", \"args\": \"-switchover\"}", "must be an array"},
+	    {"{\"command\": \"promote\"} trailing", "one JSON object"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		command = NULL;
+		assert_null(admin_parse_request(bad[i].line, strlen(bad[i].line), &command, &args,
+		                                err, sizeof(err)));
+		assert_null(command);
+		if (strstr(err, "malformed request: ") != err || strstr(err, bad[i].says) == NULL)
+			fail_msg("%s: %s", bad[i].line, err);
+	}
+}
+
 static void test_bad_path(void **state)
 {
 	uv_loop_t loop;
@@ -924,9 +964,10 @@ int main(void)
 {
 	log_set_prefixes(false);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_arg_int),   cmocka_unit_test(test_arg_address),
-	    cmocka_unit_test(test_arg_check), cmocka_unit_test(test_may_mutate),
-	    cmocka_unit_test(test_bad_path),  cmocka_unit_test(test_server_and_client),
+	    cmocka_unit_test(test_arg_int),       cmocka_unit_test(test_arg_address),
+	    cmocka_unit_test(test_arg_check),     cmocka_unit_test(test_may_mutate),
+	    cmocka_unit_test(test_bad_path),      cmocka_unit_test(test_server_and_client),
+	    cmocka_unit_test(test_parse_request),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
