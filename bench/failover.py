@@ -97,8 +97,11 @@ def one_run(build, case):
             agents.append(a)
         for a in agents:
             a.start(wait=False)
-        harness.wait_for(lambda: agents[0].status()[0].get("failover", {}).get("master"),
-                         120, "the master recorded")
+        def ready():
+            st = agents[0].status()[0]
+            return (st.get("failover", {}).get("master") and len(st["nodes"]) == len(hosts)
+                    and all(n["agent"] == "UP" for n in st["nodes"].values()))
+        harness.wait_for(ready, 180, "every agent up and the master recorded")
         m.sql("CREATE TABLE w (at timestamptz)")
         writer = Writer(servers)
         writer.start()
