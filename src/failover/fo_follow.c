@@ -60,6 +60,12 @@ static void on_poll(struct pgconn *c, void *arg, const PGresult *res, enum db_co
 {
 	struct fo_action *a = arg;
 	struct follow *f = a->kind;
+	if (err == DB_ERR_TIMEOUT && fo__expired(a)) {
+		/* The time ran out while asking: what matters is that it never streamed. */
+		fo__finish(a, false, "not streaming from %s:%d after %.1f s: %s", f->host, f->port,
+		           (double)(uv_now(a->loop) - a->start_ms) / 1000.0, f->last);
+		return;
+	}
 	if (err != DB_ERR_NONE) {
 		fo__finish(a, false, "cannot read pg_stat_wal_receiver: %s (%s)", msg, f->last);
 		return;
