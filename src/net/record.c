@@ -186,8 +186,8 @@ static int open_record(struct record_opener *o, size_t *len)
 	return 0;
 }
 
-int record_open_feed(struct record_opener *o, const uint8_t *data, size_t len,
-                     record_payload_cb cb, void *arg)
+int record_open_feed(struct record_opener *o, const uint8_t *data, size_t len, record_payload_cb cb,
+                     void *arg)
 {
 	if (o->error != 0)
 		return o->error;

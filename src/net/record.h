@@ -114,8 +114,8 @@ typedef int (*record_payload_cb)(void *arg, const uint8_t *data, size_t len);
  * (bytes after RECORD_CLOSE), -ERANGE (the peer passed the record limit),
  * -EIO (OpenSSL).
  */
-int record_open_feed(struct record_opener *o, const uint8_t *data, size_t len,
-                     record_payload_cb cb, void *arg) __attribute__((warn_unused_result));
+int record_open_feed(struct record_opener *o, const uint8_t *data, size_t len, record_payload_cb cb,
+                     void *arg) __attribute__((warn_unused_result));
 
 /* record_open_end classifies the end of the received stream; o->err describes a truncation. */
 enum record_end record_open_end(struct record_opener *o);

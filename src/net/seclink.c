@@ -9,6 +9,7 @@
 #include "seclink.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,8 @@ struct seclink {
 	uv_pipe_t inner; /* our end of the socketpair */
 	bool inner_open;
 	uv_shutdown_t tcp_shut, inner_shut;
-	bool ending;      /* an orderly end is under way: read no more */
-	bool tcp_paused;  /* TCP not read: the owner's side is backed up */
+	bool ending;       /* an orderly end is under way: read no more */
+	bool tcp_paused;   /* TCP not read: the owner's side is backed up */
 	bool inner_paused; /* owner not read: the TCP side is backed up */
 	struct record_sealer tx;
 	struct record_opener rx;
@@ -317,6 +318,11 @@ uv_stream_t *seclink_start(uv_loop_t *loop, uv_tcp_t *tcp, const struct peerauth
 	uint8_t txk[PEERAUTH_KEY_LEN], rxk[PEERAUTH_KEY_LEN];
 	uv_os_sock_t fds[2] = {-1, -1};
 	uv_pipe_t *outer = NULL;
+	/*
+	 * A write to a socketpair whose owner has just closed its end raises
+	 * SIGPIPE; the error must reach the write callback instead.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	struct seclink *sl = calloc(1, sizeof(*sl));
 	const char *why = "out of memory";
 	if (sl == NULL)
