@@ -18,6 +18,7 @@
 
 #include "address.h"
 #include "log.h"
+#include "seclink.h"
 
 /* A handshake message on its way out; freed by its write callback only. */
 struct link_write {
@@ -259,17 +260,27 @@ static void link_hand_over(struct link *l)
 	/* Retire the link before any callback: the callee may close the transport. */
 	uv_close((uv_handle_t *)&l->timer, on_link_timer_closed);
 
+	/* From here on every byte travels in records; the owner gets the plain end. */
+	uv_stream_t *s = seclink_start(tp->loop, tcp, &l->pa, l->peer, tp->opt.record_limit);
+	if (s == NULL) {
+		/* The link is retired already: tell an outbound caller now. */
+		if (l->raft_cb != NULL)
+			l->raft_cb(l->raft_req, NULL, RAFT_NOCONNECTION);
+		else if (l->rpc_cb != NULL)
+			l->rpc_cb(l->rpc_arg, RAFT_NOCONNECTION, 0, NULL);
+		return;
+	}
 	if (l->inbound) {
 		/* l stays allocated until the timer close callback, so pa is still valid. */
-		tp_deliver(tp, &l->pa, l->peer, l->peer_ip, tcp);
+		tp_deliver(tp, &l->pa, l->peer, l->peer_ip, s);
 	} else if (l->raft_cb != NULL) {
 		log_fine("peer %s: raft link to id %llu authenticated", l->peer,
 		         (unsigned long long)l->pa.peer_id);
-		l->raft_cb(l->raft_req, (uv_stream_t *)tcp, 0);
+		l->raft_cb(l->raft_req, s, 0);
 	} else {
 		log_fine("peer %s: rpc link to id %llu authenticated", l->peer,
 		         (unsigned long long)l->pa.peer_id);
-		l->rpc_cb(l->rpc_arg, 0, l->pa.peer_id, (uv_stream_t *)tcp);
+		l->rpc_cb(l->rpc_arg, 0, l->pa.peer_id, s);
 	}
 }
 

@@ -128,11 +128,11 @@ void tp_warn(struct tp *tp, const char *fmt, ...) __attribute__((format(printf, 
 void tp_maybe_closed(struct tp *tp);
 
 /*
- * tp_deliver hands an authenticated inbound stream to libraft or the RPC
+ * tp_deliver hands an authenticated inbound stream (seclink's plain end) to libraft or the RPC
  * layer, or closes it when the filter or the lack of a taker refuses it.
  */
 void tp_deliver(struct tp *tp, const struct peerauth *pa, const char *peer, const char *peer_ip,
-                uv_tcp_t *tcp);
+                uv_stream_t *stream);
 
 /* tp_free_handle is the close callback of a handle allocated with raft_malloc. */
 void tp_free_handle(uv_handle_t *h);

@@ -403,6 +403,36 @@ static bool hkdf(const void *ikm, size_t ikmlen, const char *salt, const void *i
 	return crypt_hkdf_sha256(ikm, ikmlen, salt, info, infolen, key, PEERAUTH_KEY_LEN);
 }
 
+/* session_key derives the key of one direction (peerauth_session_keys). */
+static bool session_key(const struct peerauth *pa, enum peerauth_role sender,
+                        uint8_t key[PEERAUTH_KEY_LEN])
+{
+	const uint8_t *cn = pa->role == PEERAUTH_CLIENT ? pa->my_nonce : pa->peer_nonce;
+	const uint8_t *sn = pa->role == PEERAUTH_CLIENT ? pa->peer_nonce : pa->my_nonce;
+	uint64_t cid = pa->role == PEERAUTH_CLIENT ? pa->my_id : pa->peer_id;
+	uint64_t sid = pa->role == PEERAUTH_CLIENT ? pa->peer_id : pa->my_id;
+	uint8_t info[2 + 2 * PEERAUTH_NONCE_LEN + 16];
+	info[0] = sender == PEERAUTH_CLIENT ? 'c' : 's';
+	info[1] = pa->channel;
+	memcpy(info + 2, cn, PEERAUTH_NONCE_LEN);
+	memcpy(info + 2 + PEERAUTH_NONCE_LEN, sn, PEERAUTH_NONCE_LEN);
+	put_be64(info + 2 + 2 * PEERAUTH_NONCE_LEN, cid);
+	put_be64(info + 10 + 2 * PEERAUTH_NONCE_LEN, sid);
+	return hkdf(pa->key, PEERAUTH_KEY_LEN, "efm-session-v1", info, sizeof(info), key);
+}
+
+bool peerauth_session_keys(const struct peerauth *pa, uint8_t tx[PEERAUTH_KEY_LEN],
+                           uint8_t rx[PEERAUTH_KEY_LEN])
+{
+	enum peerauth_role peer = pa->role == PEERAUTH_CLIENT ? PEERAUTH_SERVER : PEERAUTH_CLIENT;
+	if (pa->state != PA_DONE || !session_key(pa, pa->role, tx) || !session_key(pa, peer, rx)) {
+		OPENSSL_cleanse(tx, PEERAUTH_KEY_LEN);
+		OPENSSL_cleanse(rx, PEERAUTH_KEY_LEN);
+		return false;
+	}
+	return true;
+}
+
 bool peerauth_derive_key(const char *cluster, const char *password, uint8_t key[PEERAUTH_KEY_LEN])
 {
 	return hkdf(password, strlen(password), "efm-peer-key-v1", cluster, strlen(cluster), key);

@@ -21,6 +21,9 @@
  * still needs, so a reader that reads no more than that never swallows the
  * first bytes of what follows the handshake.
  *
+ * After ACCEPT each direction has its own session key (peerauth_session_keys)
+ * and every further byte travels in AEAD records (record.h, seclink.h).
+ *
  * The code here is a pure state machine over byte buffers: no sockets, no
  * clock (the caller enforces the deadline), so it is unit-tested directly.
  */
@@ -36,8 +39,11 @@
 #define PEERAUTH_MAC_LEN   32
 /* Longest "host:port" a peer may announce. */
 #define PEERAUTH_ADDR_MAX 255
-/* Protocol version; a peer speaking another one is refused. */
-#define PEERAUTH_VERSION     1
+/*
+ * Protocol version; a peer speaking another one is refused.  Version 2 puts
+ * every byte after the handshake in authenticated records (record.h).
+ */
+#define PEERAUTH_VERSION     2
 #define PEERAUTH_ACCEPT_BYTE 0x06
 /* Fixed part of HELLO and CHALLENGE, before the address. */
 #define PEERAUTH_HEADER_LEN 16
@@ -141,6 +147,19 @@ void peerauth_proof(const uint8_t key[PEERAUTH_KEY_LEN], enum peerauth_role send
                     const uint8_t client_nonce[PEERAUTH_NONCE_LEN],
                     const uint8_t server_nonce[PEERAUTH_NONCE_LEN], uint64_t sender_id,
                     const char *sender_addr, uint8_t mac[PEERAUTH_MAC_LEN]);
+
+/*
+ * peerauth_session_keys derives, once the handshake is DONE, the two keys of
+ * the connection's record layer: HKDF-SHA256 with the cluster key as input
+ * key material and, as info, the direction, the channel, both nonces and
+ * both raft ids.  Both nonces are fresh, so every connection (and each of
+ * its two directions) has keys of its own; an eavesdropper without the
+ * cluster key cannot compute them.  tx is the key for what we send, rx for
+ * what we receive: the client's tx is the server's rx.  Returns false when
+ * the handshake is not DONE or OpenSSL fails.  Wipe the keys after use.
+ */
+bool peerauth_session_keys(const struct peerauth *pa, uint8_t tx[PEERAUTH_KEY_LEN],
+                           uint8_t rx[PEERAUTH_KEY_LEN]) __attribute__((warn_unused_result));
 
 /*
  * peerauth_derive_key derives the cluster key when no peer.key.file is set:

@@ -28,7 +28,7 @@ struct rpc_link;
 struct rpc_conn {
 	struct rpc *r;
 	enum conn_kind kind;
-	uv_tcp_t *stream; /* NULL once closed */
+	uv_stream_t *stream; /* plain end of the link (transport.h); NULL once closed */
 	struct frame_decoder dec;
 	uv_timer_t frame_timer; /* runs while a frame is partly received */
 	bool timer_open;
@@ -175,7 +175,7 @@ void rpc_reply_release(struct rpc_conn *c, cJSON *msg)
 void rpc_reply(struct rpc_conn *c, cJSON *msg)
 {
 	if (msg != NULL && c->stream != NULL && !uv_is_closing((uv_handle_t *)c->stream)) {
-		int rc = frame_send((uv_stream_t *)c->stream, msg, NULL, NULL);
+		int rc = frame_send(c->stream, msg, NULL, NULL);
 		if (rc < 0) {
 			log_fine("rpc %s: reply not sent: %s", c->addr, strerror(-rc));
 			conn_close(c);
@@ -277,7 +277,7 @@ static struct rpc_conn *new_conn(struct rpc *r, enum conn_kind kind, uv_stream_t
 	}
 	c->r = r;
 	c->kind = kind;
-	c->stream = (uv_tcp_t *)stream;
+	c->stream = stream;
 	c->peer_id = peer_id;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	frame_decoder_init(&c->dec, 0);
@@ -488,7 +488,7 @@ void rpc_send(struct rpc *r, const char *address, cJSON *msg)
 		r->alive++;
 	}
 	if (l->conn != NULL && l->conn->stream != NULL) {
-		if (frame_send((uv_stream_t *)l->conn->stream, msg, NULL, NULL) < 0)
+		if (frame_send(l->conn->stream, msg, NULL, NULL) < 0)
 			conn_close(l->conn);
 	} else if (!l->connecting) {
 		if (transport_connect_rpc(r->t, 0, address, on_link_connected, l) == 0)

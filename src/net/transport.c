@@ -48,7 +48,7 @@ void tp_free_handle(uv_handle_t *h)
 }
 
 void tp_deliver(struct tp *tp, const struct peerauth *pa, const char *peer, const char *peer_ip,
-                uv_tcp_t *tcp)
+                uv_stream_t *stream)
 {
 	const char *why = NULL;
 	if (tp->closing)
@@ -71,7 +71,7 @@ void tp_deliver(struct tp *tp, const struct peerauth *pa, const char *peer, cons
 		tp_warn(tp, "peer %s: %s link from id %llu (%s) refused: %s", peer,
 		        peerauth_channel_name(pa->channel), (unsigned long long)pa->peer_id,
 		        pa->peer_addr, why);
-		uv_close((uv_handle_t *)tcp, tp_free_handle);
+		uv_close((uv_handle_t *)stream, tp_free_handle);
 		return;
 	}
 	admission_learn(&tp->adm, peer_ip, uv_now(tp->loop));
@@ -79,9 +79,9 @@ void tp_deliver(struct tp *tp, const struct peerauth *pa, const char *peer, cons
 	         peerauth_channel_name(pa->channel), (unsigned long long)pa->peer_id,
 	         pa->peer_addr);
 	if (pa->channel == PEERAUTH_CHANNEL_RAFT)
-		tp->raft_accept(tp->t, pa->peer_id, pa->peer_addr, (uv_stream_t *)tcp);
+		tp->raft_accept(tp->t, pa->peer_id, pa->peer_addr, stream);
 	else
-		tp->rpc_accept(tp->rpc_arg, pa->peer_id, pa->peer_addr, (uv_stream_t *)tcp);
+		tp->rpc_accept(tp->rpc_arg, pa->peer_id, pa->peer_addr, stream);
 }
 
 /* on_connection accepts an inbound TCP connection and hands it to a new link. */
@@ -282,6 +282,7 @@ void transport_options_default(struct transport_options *o)
 	o->keepalive_cnt = 3;
 	o->max_handshakes = 64;
 	o->max_handshakes_per_source = 8;
+	o->record_limit = 0;
 }
 
 int transport_init(struct raft_uv_transport *t, uv_loop_t *loop,

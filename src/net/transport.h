@@ -24,10 +24,14 @@
  * slots, and a connection from a member's address takes the slot of the
  * oldest stranger when all are in use (admission.h).
  *
- * Streams handed out (to libraft or to the RPC callbacks) are uv_tcp_t
- * allocated with raft_malloc(); their new owner sets stream->data, starts
- * reading, uv_close()s them and raft_free()s them in the close callback.
- * Nothing was read from them beyond the handshake.
+ * After the handshake every byte, both ways and on both channels, travels
+ * in authenticated, encrypted records with per-connection keys (record.h,
+ * seclink.h): a record modified, replayed, reordered or cut off closes the
+ * link.  Streams handed out (to libraft or to the RPC callbacks) are the
+ * plain end of that layer, a uv_pipe_t allocated with raft_malloc(); their
+ * new owner sets stream->data, starts reading, uv_close()s them and
+ * raft_free()s them in the close callback.  Their first byte is the first
+ * one the peer's owner wrote.
  */
 #ifndef EFM_TRANSPORT_H
 #define EFM_TRANSPORT_H
@@ -51,6 +55,8 @@ struct transport_options {
 	unsigned keepalive_cnt;        /* unanswered probes before the link is dead [3] */
 	unsigned max_handshakes;       /* inbound handshakes in flight at once [64] */
 	unsigned max_handshakes_per_source; /* of those, from one address not a member's [8] */
+	uint64_t record_limit; /* records per direction and key before a link is renewed [0: no
+	                          practical limit, RECORD_SEQ_LIMIT]; tests use small ones */
 };
 
 void transport_options_default(struct transport_options *o);

@@ -101,6 +101,48 @@ static void test_good_handshake(void **state)
 	assert_string_equal(peerauth_channel_name(s.channel), "rpc");
 }
 
+/*
+ * Session keys: the client's send key is the server's receive key and the
+ * other way round, the two directions differ, and another connection
+ * (other nonces) or another channel gets other keys.  Not before DONE.
+ */
+static void test_session_keys(void **state)
+{
+	static const uint8_t n1[PEERAUTH_NONCE_LEN] = {1}, n2[PEERAUTH_NONCE_LEN] = {2},
+	                     n3[PEERAUTH_NONCE_LEN] = {3};
+	uint8_t ctx[PEERAUTH_KEY_LEN], crx[PEERAUTH_KEY_LEN], stx[PEERAUTH_KEY_LEN],
+	    srx[PEERAUTH_KEY_LEN], zero[PEERAUTH_KEY_LEN] = {0};
+	struct peerauth c, s;
+
+	assert_true(peerauth_client_init(&c, key_a, 7, "a:1", PEERAUTH_CHANNEL_RAFT, 9, n1));
+	assert_true(peerauth_server_init(&s, key_a, 9, "b:2", n2));
+	assert_false(peerauth_session_keys(&c, ctx, crx)); /* handshake not done */
+	assert_memory_equal(ctx, zero, sizeof(zero));
+	assert_true(run(&c, &s, 0, NULL));
+	assert_true(peerauth_session_keys(&c, ctx, crx));
+	assert_true(peerauth_session_keys(&s, stx, srx));
+	assert_memory_equal(ctx, srx, PEERAUTH_KEY_LEN);
+	assert_memory_equal(stx, crx, PEERAUTH_KEY_LEN);
+	assert_memory_not_equal(ctx, crx, PEERAUTH_KEY_LEN);
+	assert_memory_not_equal(ctx, key_a, PEERAUTH_KEY_LEN);
+
+	/* The same peers, another server nonce: other keys. */
+	uint8_t tx2[PEERAUTH_KEY_LEN], rx2[PEERAUTH_KEY_LEN];
+	assert_true(peerauth_client_init(&c, key_a, 7, "a:1", PEERAUTH_CHANNEL_RAFT, 9, n1));
+	assert_true(peerauth_server_init(&s, key_a, 9, "b:2", n3));
+	assert_true(run(&c, &s, 0, NULL));
+	assert_true(peerauth_session_keys(&c, tx2, rx2));
+	assert_memory_not_equal(ctx, tx2, PEERAUTH_KEY_LEN);
+	assert_memory_not_equal(crx, rx2, PEERAUTH_KEY_LEN);
+
+	/* The same nonces on the other channel: other keys. */
+	assert_true(peerauth_client_init(&c, key_a, 7, "a:1", PEERAUTH_CHANNEL_RPC, 9, n1));
+	assert_true(peerauth_server_init(&s, key_a, 9, "b:2", n2));
+	assert_true(run(&c, &s, 0, NULL));
+	assert_true(peerauth_session_keys(&c, tx2, rx2));
+	assert_memory_not_equal(ctx, tx2, PEERAUTH_KEY_LEN);
+}
+
 /* The client refuses a server with another key; the server never sees a proof. */
 static void test_wrong_key_client_refuses(void **state)
 {
@@ -401,6 +443,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_good_handshake),
+	    cmocka_unit_test(test_session_keys),
 	    cmocka_unit_test(test_wrong_key_client_refuses),
 	    cmocka_unit_test(test_wrong_key_server_refuses),
 	    cmocka_unit_test(test_tampered_mac),

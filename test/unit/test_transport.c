@@ -22,6 +22,7 @@
 #include "frame.h"
 #include "log.h"
 #include "rpc.h"
+#include "seclink.h"
 #include "transport.h"
 
 static const uint8_t key_a[PEERAUTH_KEY_LEN] = {0xa1, 0xa2, 0xa3};
@@ -71,6 +72,7 @@ static void teardown_loop(void)
 {
 	uv_close((uv_handle_t *)&ticker, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(seclink_count(), 0); /* every record layer ended with its handles */
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
