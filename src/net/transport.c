@@ -65,7 +65,7 @@ void tp_deliver(struct tp *tp, const struct peerauth *pa, const char *peer, cons
 	 * cannot start reading without closing it, then closes and frees it
 	 * again: a double free.  Hand over only a stream a read can start on.
 	 */
-	else if (!uv_is_readable((uv_stream_t *)tcp) || uv_is_closing((uv_handle_t *)tcp))
+	else if (!uv_is_readable(stream) || uv_is_closing((uv_handle_t *)stream))
 		why = "the connection is no longer readable";
 	if (why != NULL) {
 		tp_warn(tp, "peer %s: %s link from id %llu (%s) refused: %s", peer,
