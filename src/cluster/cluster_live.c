@@ -1,7 +1,8 @@
 /*
- * cluster_live.c - liveness: heartbeats to and from every member (members.h
- * keeps who was heard when), and the majority flag, which says whether this
- * agent is in contact with a leader.
+ * cluster_live.c - liveness: who is watched (members and voters), heartbeats
+ * to and from every member (members.h keeps who was heard when), the
+ * majority flag, which says whether this agent is in contact with a leader,
+ * and the loop-stall guard.
  */
 #include "cluster_int.h"
 
@@ -9,6 +10,58 @@
 #include <string.h>
 
 #include "log.h"
+
+void cluster_watch_stall(struct cluster *c)
+{
+	uint64_t now = cluster_now(c);
+	uint64_t last = c->tick_last_ms;
+	c->tick_last_ms = now;
+	if (last == 0 || now - last <= CLUSTER_POLL_MS)
+		return;
+	uint64_t late = now - last - CLUSTER_POLL_MS;
+	if (late <= c->node_timeout_ms / CLUSTER_STALL_DIVISOR)
+		return;
+	c->last_stall_ms = now;
+	log_warning("cluster %s: the event loop was stalled for %llu ms (the membership tick "
+	            "ran %llu ms late, more than a quarter of the node timeout of %llu s): "
+	            "timers spanning the stall are not trusted for the next %llu s",
+	            c->name, (unsigned long long)(now - last), (unsigned long long)late,
+	            (unsigned long long)(c->node_timeout_ms / 1000),
+	            (unsigned long long)(c->node_timeout_ms / 1000));
+}
+
+bool cluster_stalled_recently(const struct cluster *c)
+{
+	return c->last_stall_ms != 0 && cluster_now(c) - c->last_stall_ms < c->node_timeout_ms;
+}
+
+uint64_t cluster_last_stall_ms(const struct cluster *c)
+{
+	return c->last_stall_ms;
+}
+
+static void on_forget(void *arg, const struct members_entry *e)
+{
+	struct cluster *c = arg;
+	if (c->rpc != NULL && e->address[0] != '\0')
+		rpc_drop_link(c->rpc, e->address);
+}
+
+void cluster_track_peers(struct cluster *c)
+{
+	const struct cluster_state *st = &c->rio.st;
+	struct members_peer peers[2 * CLUSTERFSM_MAX_NODES];
+	size_t n = 0;
+	for (size_t i = 0; i < st->n_members && n < 2 * CLUSTERFSM_MAX_NODES; i++)
+		peers[n++] = (struct members_peer){st->members[i].id, st->members[i].address};
+	if (c->started && c->rio.r_ready) {
+		const struct raft_configuration *conf = &c->rio.r.configuration;
+		for (unsigned i = 0; i < conf->n && n < 2 * CLUSTERFSM_MAX_NODES; i++)
+			peers[n++] =
+			    (struct members_peer){conf->servers[i].id, conf->servers[i].address};
+	}
+	members_sync(&c->mem, c->id, peers, n, cluster_now(c), on_forget, c);
+}
 
 void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep)
 {
@@ -21,7 +74,6 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 		const struct clusterfsm_member *m = &st->members[i];
 		if (m->id == c->id)
 			continue;
-		members_track(&c->mem, m->id, m->address, now);
 		cJSON *hb = cluster_self_msg(c, "hb", rep);
 		if (hb == NULL)
 			continue;
@@ -31,15 +83,6 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 		cJSON_AddNumberToObject(hb, "seq", (double)seq);
 		cJSON_AddNumberToObject(hb, "echo", e != NULL ? (double)e->seq_heard : 0);
 		rpc_send(c->rpc, m->address, hb);
-	}
-	/* Forget peers that are no longer members. */
-	for (size_t i = 0; i < c->mem.n;) {
-		if (clusterfsm_member_by_id(st, c->mem.e[i].id) == NULL) {
-			rpc_drop_link(c->rpc, c->mem.e[i].address);
-			members_forget(&c->mem, c->mem.e[i].id);
-		} else {
-			i++;
-		}
 	}
 }
 
