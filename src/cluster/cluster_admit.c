@@ -108,10 +108,11 @@ static void admit_refused(struct cluster *c, const struct admit *a, const char *
 		log_warning("cluster %s: refusing the report of agent %s (%s): %s; it is not "
 		            "admitted until its report changes",
 		            c->name, a->address, clusterfsm_role_name(a->role), why);
-		if (w == NULL && c->n_warned < CLUSTERFSM_MAX_NODES)
-			w = &c->warned[c->n_warned++];
-		if (w != NULL)
-			*w = (struct cluster_refusal){a->id, a->role, a->db};
+		if (w == NULL) /* full: the latest entry makes room (a warning repeated at worst) */
+			w = &c->warned[c->n_warned < CLUSTERFSM_MAX_NODES
+			                   ? c->n_warned++
+			                   : CLUSTERFSM_MAX_NODES - 1];
+		*w = (struct cluster_refusal){a->id, a->role, a->db};
 	}
 	if (raftio_in_config(&c->rio, a->id) &&
 	    clusterfsm_member_by_id(&c->rio.st, a->id) == NULL && !c->removing && !c->admitting &&
