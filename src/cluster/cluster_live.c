@@ -96,17 +96,31 @@ static void hb_sequence(struct cluster *c, uint64_t peer_id, const cJSON *msg)
 {
 	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
 	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(msg, "echo");
-	if (!cJSON_IsNumber(seq) || !cJSON_IsNumber(echo) || seq->valuedouble < 0 ||
-	    echo->valuedouble < 1 || echo->valuedouble > (double)c->hb_seq)
+	if (!cJSON_IsNumber(seq) || !cJSON_IsNumber(echo) || seq->valuedouble < 1 ||
+	    seq->valuedouble > 9007199254740992.0)
 		return;
+	/*
+	 * The peer's round is remembered whatever it echoes: a peer that has
+	 * not heard us yet echoes 0, and if neither side recorded a round until
+	 * the other echoed one, neither would ever echo anything.
+	 */
 	const struct members_entry *e = members_get(&c->mem, peer_id);
 	if (e != NULL)
 		((struct members_entry *)e)->seq_heard = (uint64_t)seq->valuedouble;
-	uint64_t n = (uint64_t)echo->valuedouble;
-	if (peer_id != raftio_leader(&c->rio, NULL) || c->hb_ring_seq[n % CLUSTER_HB_RING] != n)
+	if (echo->valuedouble < 1 || echo->valuedouble > (double)c->hb_seq)
 		return;
-	if (c->hb_ring_ms[n % CLUSTER_HB_RING] > c->lease_ms)
-		c->lease_ms = c->hb_ring_ms[n % CLUSTER_HB_RING];
+	uint64_t n = (uint64_t)echo->valuedouble;
+	const char *leader = NULL;
+	if (peer_id != raftio_leader(&c->rio, &leader) || c->hb_ring_seq[n % CLUSTER_HB_RING] != n)
+		return;
+	uint64_t sent = c->hb_ring_ms[n % CLUSTER_HB_RING];
+	if (sent <= c->lease_ms)
+		return;
+	if (c->lease_ms == 0 || sent - c->lease_ms > c->node_timeout_ms)
+		log_info("cluster %s: two-way contact with the leader %s proven (its echo of our "
+		         "heartbeat)",
+		         c->name, leader);
+	c->lease_ms = sent;
 }
 
 void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,

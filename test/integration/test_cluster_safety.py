@@ -6,7 +6,8 @@ import signal
 import time
 
 from harness import wait_for
-from test_cluster import FULL, M, NODE_TIMEOUT, S, W, X, addr, started_three, view
+from test_cluster import FULL, M, NODE_TIMEOUT, S, W, X, addr, all_see, bootstraps, \
+    started_three, three, view
 
 
 def nodes_path(agent):
@@ -122,3 +123,18 @@ def test_loop_stall_is_noticed(cluster):
     wait_for(lambda: "event loop was stalled" in a.read_log(), 10, "the stall warning")
     line = next(ln for ln in a.read_log().splitlines() if "event loop was stalled" in ln)
     assert "WARNING" in line, line
+
+
+def test_master_following_another_leader_keeps_its_lease(cluster):
+    """A master agent that joins a cluster led by another agent proves its
+    two-way contact with that leader (heartbeat echoes), so it never fences
+    itself for isolation while nothing is cut."""
+    ag = three(cluster)
+    ag[S].start(wait=False)
+    ag[W].start(wait=False)
+    wait_for(lambda: bootstraps([ag[S], ag[W]]) == 1, 30, "S and W to form the cluster")
+    ag[M].start(wait=False)
+    wait_for(lambda: "two-way contact with the leader" in ag[M].read_log(), 20,
+             "the master's lease")
+    all_see(ag.values(), FULL)
+    assert "fencing the local database" not in ag[M].read_log()
