@@ -93,26 +93,31 @@ struct cluster *cluster_new(uv_loop_t *loop, const struct efm_config *cfg, const
 		free(c);
 		return NULL;
 	}
+	nodesfile_init(&c->nodes, loop, c->name, cfg->nodes_path);
 	return c;
 }
 
-/* on_applied follows committed membership changes: the .nodes file and the log. */
+/*
+ * on_applied follows the applied state: every change (an entry applied,
+ * cmd NULL for a snapshot restored) marks the .nodes text for a check at
+ * the next tick, which writes the file only when it differs: a restart's
+ * log replay rewrites nothing, a snapshot install is not missed.  The log
+ * lines are about the entry itself.
+ */
 static void on_applied(void *arg, const struct clusterfsm_cmd *cmd, enum clusterfsm_code code)
 {
 	struct cluster *c = arg;
-	if (code != CLUSTERFSM_OK)
+	c->nodes_dirty = true;
+	if (cmd == NULL || code != CLUSTERFSM_OK)
 		return;
 	switch (cmd->type) {
 	case CLUSTERFSM_MEMBER_JOIN:
 		log_info("cluster %s: agent %s joined as %s", c->name, cmd->address,
 		         clusterfsm_role_name(cmd->role));
-		cluster_write_nodes(c);
 		break;
 	case CLUSTERFSM_MEMBER_LEAVE:
 		log_info("cluster %s: a member left (raft id %016llx)", c->name,
 		         (unsigned long long)cmd->id);
-		members_forget(&c->mem, cmd->id);
-		cluster_write_nodes(c);
 		break;
 	case CLUSTERFSM_ALLOW_NODE:
 	case CLUSTERFSM_DISALLOW_NODE:
@@ -222,14 +227,18 @@ static void on_tick(uv_timer_t *t)
 	struct cluster *c = t->data;
 	struct members_report rep;
 	memset(&rep, 0, sizeof(rep));
-	if (cluster_closing(c) || c->phase == CLUSTER_REOPENING || c->h.local == NULL ||
-	    !c->h.local(c->h.arg, &rep))
+	cluster_watch_stall(c);
+	if (cluster_closing(c) || c->phase == CLUSTER_REOPENING)
+		return;
+	cluster_sync_nodes(c, false);
+	if (c->h.local == NULL || !c->h.local(c->h.arg, &rep))
 		return;
 	if (!c->started) {
 		cluster_send_joins(c, &rep);
 		return;
 	}
 	cluster_check_majority(c);
+	cluster_update_lease(c);
 	/*
 	 * A leader whose replicated allowed list is empty was stopped between
 	 * its first bootstrap and the seeding of that list (the two are
@@ -244,6 +253,7 @@ static void on_tick(uv_timer_t *t)
 		            c->name);
 	if (c->phase == CLUSTER_SEEDING)
 		cluster_seed(c);
+	cluster_track_peers(c);
 	/* A changed report (a database just seen down) goes out at once, not at the next round. */
 	bool changed = rep.role != c->hb_rep.role || rep.db != c->hb_rep.db;
 	if (changed || cluster_now(c) - c->hb_last_ms >= c->tick_ms) {
@@ -255,11 +265,16 @@ static void on_tick(uv_timer_t *t)
 	bool leading = raftio_is_leader(&c->rio);
 	bool stale =
 	    me == NULL || me->role != rep.role || me->db != rep.db || me->agent != CLUSTERFSM_UP;
-	if (leading && c->phase != CLUSTER_SEEDING && stale && !c->admitting) {
+	/* A report the leader refused waits for its backoff (the answer would be the same). */
+	bool held = stale && cluster_report_held(c, &rep);
+	if (!stale)
+		cluster_report_accepted(c);
+	if (leading && c->phase != CLUSTER_SEEDING && stale && !held && !c->admitting) {
+		c->report_sent = rep;
 		cJSON *m = cluster_join_msg(c, &rep);
 		cluster_admit(c, NULL, m);
 		cJSON_Delete(m);
-	} else if (!leading && (stale || !c->in_majority || !raftio_configured(&c->rio))) {
+	} else if (!leading && !held && (stale || !c->in_majority || !raftio_configured(&c->rio))) {
 		cluster_send_joins(c, &rep);
 	}
 	if (leading) {
@@ -387,6 +402,11 @@ static void on_rio_closed(void *arg)
 	part_closed(arg);
 }
 
+static void on_nodes_closed(void *arg)
+{
+	part_closed(arg);
+}
+
 /* close_all stops timers, the RPC layer and the Raft server. */
 static void close_all(struct cluster *c)
 {
@@ -415,6 +435,10 @@ static void close_all(struct cluster *c)
 		rpc_close(c->rpc);
 		c->rpc = NULL;
 	}
+	/* The last state's .nodes text lands before the struct is freed. */
+	cluster_sync_nodes(c, true);
+	c->closing_parts++;
+	nodesfile_close(&c->nodes, on_nodes_closed, c);
 	if (c->rio_open) {
 		c->closing_parts++;
 		raftio_close(&c->rio, on_rio_closed, c);

@@ -140,6 +140,18 @@ uint64_t cluster_lease_ms(const struct cluster *c);
 /* The latest decision the leader sent with its heartbeats ("" none), and the leader. */
 const char *cluster_leader_decision(const struct cluster *c);
 const char *cluster_leader(struct cluster *c);
+/*
+ * The loop-stall guard: a membership tick (every 100 ms) that runs more
+ * than a quarter of the node timeout late means this agent's loop was
+ * stalled (a blocked call, the host suspended or swapping): timers that
+ * span the stall measured nothing real.  cluster_stalled_recently says
+ * whether that happened within the last node timeout, so that the
+ * failover code holds off its timer-driven actions (Redis Sentinel's TILT
+ * mode); cluster_last_stall_ms is when it was last noticed (loop clock,
+ * 0 never).
+ */
+bool cluster_stalled_recently(const struct cluster *c);
+uint64_t cluster_last_stall_ms(const struct cluster *c);
 /* The database password, for probes of other members' databases. */
 const char *cluster_db_password(const struct cluster *c);
 /* Propose a command (leader only; see raftio_propose). */

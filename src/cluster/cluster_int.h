@@ -3,7 +3,7 @@
  * make to each other:
  *   cluster.c             life cycle: start, tick, peer requests, restart, leave, close
  *   cluster_join.c        joining, bootstrap votes, seeding the allowed list
- *   cluster_live.c        heartbeats, the majority flag
+ *   cluster_live.c        heartbeats, who is watched, the majority flag, the stall guard
  *   cluster_util.c        phase, clock, leader address, .nodes file, message shapes
  *   cluster_admit.c       the leader's side of membership: admit, remove
  *   cluster_cmds.c        node management commands, forwarding, stop-cluster
@@ -15,6 +15,7 @@
 #define EFM_CLUSTER_INT_H
 
 #include "cluster.h"
+#include "nodesfile.h"
 #include "raftio.h"
 #include "rpc.h"
 
@@ -49,6 +50,15 @@
 #define CLUSTER_STOP_BOUND_MS 2500
 /* stop-cluster: delay between the last answer (or the request) and the stop, ms. */
 #define CLUSTER_STOP_DELAY_MS 100
+
+/*
+ * A membership tick later than this fraction of the node timeout (T/4) means
+ * the loop was stalled: logged, and reported by cluster_stalled_recently.
+ */
+#define CLUSTER_STALL_DIVISOR 4
+/* A self-report the leader refused is sent again after 1 s, doubling up to 30 s. */
+#define CLUSTER_REFUSED_FIRST_MS 1000
+#define CLUSTER_REFUSED_MAX_MS   30000
 
 /* Heartbeat rounds remembered for the lease (cluster_live.c): a few node timeouts' worth. */
 #define CLUSTER_HB_RING 128
@@ -129,6 +139,37 @@ struct cluster {
 	/* The leader's membership operations in flight (cluster_admit.c). */
 	bool admitting; /* one admission at a time */
 	bool removing;  /* one removal at a time */
+	/* a voter whose raft_remove failed after its MEMBER_LEAVE: retried by the leader's tick */
+	uint64_t remove_retry_id;
+	char remove_retry_address[CLUSTERFSM_ADDR_MAX];
+	/*
+	 * Reports of other agents the leader refused and warned about, one
+	 * episode each (cluster_admit.c): the warning is not repeated for the
+	 * same agent and report.
+	 */
+	struct cluster_refusal {
+		uint64_t id;
+		enum clusterfsm_role role;
+		enum clusterfsm_up db;
+	} warned[CLUSTERFSM_MAX_NODES];
+	size_t n_warned;
+
+	/*
+	 * Our own report refused by the leader (cluster_admit.c): sent again at
+	 * refused_next_ms, the delay doubling while the same report is refused.
+	 */
+	struct members_report report_sent; /* the report of our latest join */
+	bool report_refused;
+	struct members_report refused_rep;
+	uint64_t refused_next_ms, refused_delay_ms;
+
+	/* The .nodes file, kept equal to the applied state (cluster_util.c). */
+	struct nodesfile nodes;
+	bool nodes_dirty; /* the applied state changed since the text was last handed over */
+
+	/* The loop-stall guard (cluster_live.c). */
+	uint64_t tick_last_ms;  /* when the previous membership tick ran, 0 none yet */
+	uint64_t last_stall_ms; /* when a stall was last noticed, 0 never */
 
 	/*
 	 * The two-way lease with the leader (cluster_live.c): every heartbeat
@@ -202,8 +243,14 @@ const char *cluster_leader_address(struct cluster *c);
  * we report: {"type", "id", "address", "role", "db"} (heartbeat, join).
  */
 cJSON *cluster_self_msg(struct cluster *c, const char *type, const struct members_report *rep);
-/* cluster_write_nodes rewrites CLUSTER.nodes from the members of the replicated state. */
-void cluster_write_nodes(struct cluster *c);
+/*
+ * cluster_sync_nodes hands the .nodes text of the applied state to the
+ * writer when the state changed since the last time (nodes_dirty) and Raft
+ * has applied every entry it knows committed, or at once with force (at
+ * close).  A state without members says nothing about the peers: the file
+ * is kept.
+ */
+void cluster_sync_nodes(struct cluster *c, bool force);
 /* Replies: {"ok":false,"error":...}, {"ok":true,"message":...}, {"ok":true,"cluster":true}. */
 cJSON *cluster_error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* cluster_retry_reply: an error from a node that has a cluster, worth asking again. */
@@ -224,9 +271,22 @@ void cluster_rpc_join(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id
                       const char *peer_addr, const cJSON *msg);
 
 /* cluster_live.c */
+/*
+ * cluster_watch_stall measures the lateness of this membership tick; a
+ * stall longer than T/4 is logged and remembered (cluster_stalled_recently).
+ */
+void cluster_watch_stall(struct cluster *c);
+/*
+ * cluster_track_peers watches the members of the applied state and the
+ * servers of the Raft configuration (a voter without a member record must
+ * be judged too), and forgets every other peer.
+ */
+void cluster_track_peers(struct cluster *c);
 void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep);
 /* cluster_check_majority keeps the majority flag and logs every change. */
 void cluster_check_majority(struct cluster *c);
+/* cluster_update_lease recomputes the lease from the voters' echoes (cluster_live.c). */
+void cluster_update_lease(struct cluster *c);
 void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,
                     const char *peer_addr, const cJSON *msg);
 
@@ -241,6 +301,16 @@ void cluster_rpc_stop(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id
 /* cluster_admit.c */
 /* cluster_admit handles a join request on the leader (conn NULL: our own join). */
 void cluster_admit(struct cluster *c, struct rpc_conn *conn, const cJSON *msg);
+/*
+ * The backoff of a refused self-report.  cluster_report_refused records
+ * that the leader refused rep (why: its reason), warning once per episode;
+ * cluster_report_held says whether rep must wait before it is sent again
+ * (false once it differs from the refused one); cluster_report_accepted
+ * ends the episode.
+ */
+void cluster_report_refused(struct cluster *c, const struct members_report *rep, const char *why);
+bool cluster_report_held(struct cluster *c, const struct members_report *rep);
+void cluster_report_accepted(struct cluster *c);
 /* cluster_remove_member commits MEMBER_LEAVE then raft_remove; answers conn if given. */
 void cluster_remove_member(struct cluster *c, uint64_t id, const char *address,
                            struct rpc_conn *conn);

@@ -140,6 +140,9 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 			c->h.stop(c->h.arg, CLUSTER_STOP_REFUSED, "not admitted to the cluster");
 		goto out;
 	}
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "rejected")))
+		cluster_report_refused(c, &c->report_sent,
+		                       cJSON_IsString(err) ? err->valuestring : "refused");
 	if (cJSON_IsTrue(cl) || cJSON_IsTrue(ok)) {
 		if (!c->started) {
 			log_info("cluster %s: a cluster exists; starting to join it", c->name);
@@ -186,6 +189,7 @@ void cluster_send_joins(struct cluster *c, const struct members_report *rep)
 		return;
 	c->join_last_ms = now;
 	c->round_votes = 0;
+	c->report_sent = *rep;
 	if (!c->started && (!vote_held(c) || strcmp(c->vote_for, c->address) == 0)) {
 		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
 		c->vote_until_ms = now + c->defer_ms;

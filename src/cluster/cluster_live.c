@@ -1,7 +1,8 @@
 /*
- * cluster_live.c - liveness: heartbeats to and from every member (members.h
- * keeps who was heard when), and the majority flag, which says whether this
- * agent is in contact with a leader.
+ * cluster_live.c - liveness: who is watched (members and voters), heartbeats
+ * to and from every member (members.h keeps who was heard when), the
+ * majority flag, which says whether this agent is in contact with a leader,
+ * and the loop-stall guard.
  */
 #include "cluster_int.h"
 
@@ -9,6 +10,58 @@
 #include <string.h>
 
 #include "log.h"
+
+void cluster_watch_stall(struct cluster *c)
+{
+	uint64_t now = cluster_now(c);
+	uint64_t last = c->tick_last_ms;
+	c->tick_last_ms = now;
+	if (last == 0 || now - last <= CLUSTER_POLL_MS)
+		return;
+	uint64_t late = now - last - CLUSTER_POLL_MS;
+	if (late <= c->node_timeout_ms / CLUSTER_STALL_DIVISOR)
+		return;
+	c->last_stall_ms = now;
+	log_warning("cluster %s: the event loop was stalled for %llu ms (the membership tick "
+	            "ran %llu ms late, more than a quarter of the node timeout of %llu s): "
+	            "timers spanning the stall are not trusted for the next %llu s",
+	            c->name, (unsigned long long)(now - last), (unsigned long long)late,
+	            (unsigned long long)(c->node_timeout_ms / 1000),
+	            (unsigned long long)(c->node_timeout_ms / 1000));
+}
+
+bool cluster_stalled_recently(const struct cluster *c)
+{
+	return c->last_stall_ms != 0 && cluster_now(c) - c->last_stall_ms < c->node_timeout_ms;
+}
+
+uint64_t cluster_last_stall_ms(const struct cluster *c)
+{
+	return c->last_stall_ms;
+}
+
+static void on_forget(void *arg, const struct members_entry *e)
+{
+	struct cluster *c = arg;
+	if (c->rpc != NULL && e->address[0] != '\0')
+		rpc_drop_link(c->rpc, e->address);
+}
+
+void cluster_track_peers(struct cluster *c)
+{
+	const struct cluster_state *st = &c->rio.st;
+	struct members_peer peers[2 * CLUSTERFSM_MAX_NODES];
+	size_t n = 0;
+	for (size_t i = 0; i < st->n_members && n < 2 * CLUSTERFSM_MAX_NODES; i++)
+		peers[n++] = (struct members_peer){st->members[i].id, st->members[i].address};
+	if (c->started && c->rio.r_ready) {
+		const struct raft_configuration *conf = &c->rio.r.configuration;
+		for (unsigned i = 0; i < conf->n && n < 2 * CLUSTERFSM_MAX_NODES; i++)
+			peers[n++] =
+			    (struct members_peer){conf->servers[i].id, conf->servers[i].address};
+	}
+	members_sync(&c->mem, c->id, peers, n, cluster_now(c), on_forget, c);
+}
 
 void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep)
 {
@@ -24,7 +77,6 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 		const struct clusterfsm_member *m = &st->members[i];
 		if (m->id == c->id)
 			continue;
-		members_track(&c->mem, m->id, m->address, now);
 		cJSON *hb = cluster_self_msg(c, "hb", rep);
 		if (hb == NULL)
 			continue;
@@ -36,15 +88,6 @@ void cluster_send_heartbeats(struct cluster *c, const struct members_report *rep
 		cJSON_AddNumberToObject(hb, "seq", (double)seq);
 		cJSON_AddNumberToObject(hb, "echo", e != NULL ? (double)e->seq_heard : 0);
 		rpc_send(c->rpc, m->address, hb);
-	}
-	/* Forget peers that are no longer members. */
-	for (size_t i = 0; i < c->mem.n;) {
-		if (clusterfsm_member_by_id(st, c->mem.e[i].id) == NULL) {
-			rpc_drop_link(c->rpc, c->mem.e[i].address);
-			members_forget(&c->mem, c->mem.e[i].id);
-		} else {
-			i++;
-		}
 	}
 }
 
@@ -58,21 +101,67 @@ static void hb_sequence(struct cluster *c, uint64_t peer_id, const cJSON *msg)
 {
 	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
 	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(msg, "echo");
-	const struct members_entry *e = members_get(&c->mem, peer_id);
-	if (e != NULL && cJSON_IsNumber(seq) && seq->valuedouble >= 0 && seq->valuedouble < 9e15)
-		((struct members_entry *)e)->seq_heard = (uint64_t)seq->valuedouble;
-	/* The first rounds echo 0: the peer has not heard us yet. */
-	if (!cJSON_IsNumber(echo) || echo->valuedouble < 1 || echo->valuedouble > (double)c->hb_seq)
-		return;
-	uint64_t n = (uint64_t)echo->valuedouble;
+	struct members_entry *e = (struct members_entry *)members_get(&c->mem, peer_id);
+	/*
+	 * The peer's round is remembered whatever it echoes: a peer that has
+	 * not heard us yet echoes 0, and if neither side recorded a round until
+	 * the other echoed one, neither would ever echo anything.
+	 */
+	if (e != NULL && cJSON_IsNumber(seq) && seq->valuedouble >= 1 &&
+	    seq->valuedouble <= 9007199254740992.0)
+		e->seq_heard = (uint64_t)seq->valuedouble;
 	const cJSON *decision = cJSON_GetObjectItemCaseSensitive(msg, "decision");
 	if (peer_id == raftio_leader(&c->rio, NULL) && cJSON_IsString(decision))
 		snprintf(c->leader_decision, sizeof(c->leader_decision), "%s",
 		         decision->valuestring);
-	if (peer_id != raftio_leader(&c->rio, NULL) || c->hb_ring_seq[n % CLUSTER_HB_RING] != n)
+	if (e == NULL || !cJSON_IsNumber(echo) || echo->valuedouble < 1 ||
+	    echo->valuedouble > (double)c->hb_seq)
 		return;
-	if (c->hb_ring_ms[n % CLUSTER_HB_RING] > c->lease_ms)
-		c->lease_ms = c->hb_ring_ms[n % CLUSTER_HB_RING];
+	uint64_t n = (uint64_t)echo->valuedouble;
+	if (c->hb_ring_seq[n % CLUSTER_HB_RING] != n)
+		return;
+	/* This peer heard our round sent at that time: two-way contact since then. */
+	if (c->hb_ring_ms[n % CLUSTER_HB_RING] > e->echo_ms)
+		e->echo_ms = c->hb_ring_ms[n % CLUSTER_HB_RING];
+}
+
+/*
+ * cluster_update_lease: the lease is the latest time since which a
+ * majority of the voters (this agent included) have proven two-way contact
+ * with it, by echoing a heartbeat round sent then; while leading, now
+ * (libraft steps a leader down without a majority).  A majority, not only
+ * the leader: when the leader crashes, a master still in touch with the
+ * rest keeps its lease through the election.
+ */
+void cluster_update_lease(struct cluster *c)
+{
+	uint64_t now = cluster_now(c);
+	if (raftio_is_leader(&c->rio)) {
+		c->lease_ms = now;
+		return;
+	}
+	uint64_t ids[CLUSTERFSM_MAX_NODES], when[CLUSTERFSM_MAX_NODES];
+	size_t n = raftio_voters(&c->rio, ids, CLUSTERFSM_MAX_NODES);
+	if (n == 0 || n > CLUSTERFSM_MAX_NODES)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct members_entry *e = members_get(&c->mem, ids[i]);
+		when[i] = ids[i] == c->id ? now : e != NULL ? e->echo_ms : 0;
+	}
+	/* the (n/2+1)-th most recent contact: a majority has it at least that recent */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && when[j] > when[j - 1]; j--) {
+			uint64_t t = when[j];
+			when[j] = when[j - 1];
+			when[j - 1] = t;
+		}
+	uint64_t lease = when[n / 2];
+	if (lease <= c->lease_ms)
+		return;
+	if (c->lease_ms == 0 || lease - c->lease_ms > c->node_timeout_ms)
+		log_info("cluster %s: two-way contact with a majority of the voters proven",
+		         c->name);
+	c->lease_ms = lease;
 }
 
 void cluster_rpc_hb(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id,

@@ -1,15 +1,15 @@
 /*
  * cluster_util.c - what every part of the cluster layer uses: the phase,
- * the clock, the leader's address, the .nodes file, and the shape of
+ * the clock, the leader's address, the .nodes file's text, and the shape of
  * replies.
  */
 #include "cluster_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "fsutil.h"
 #include "log.h"
 
 static const char *const phase_names[] = {
@@ -88,19 +88,27 @@ const char *cluster_leader_address(struct cluster *c)
 	return addr;
 }
 
-void cluster_write_nodes(struct cluster *c)
+void cluster_sync_nodes(struct cluster *c, bool force)
 {
-	char text[CLUSTERFSM_MAX_NODES * CLUSTERFSM_ADDR_MAX + 2];
-	int n = clusterfsm_nodes_text(&c->rio.st, text, sizeof(text));
-	if (n < 0 || c->cfg->nodes_path[0] == '\0')
+	if (!c->nodes_dirty || !c->rio_open)
 		return;
-	int rc = fsutil_write_atomic(c->cfg->nodes_path, text, (size_t)n, 0644);
-	if (rc < 0)
-		log_warning("cluster %s: cannot rewrite %s: %s", c->name, c->cfg->nodes_path,
-		            strerror(-rc));
-	else
-		log_fine("cluster %s: %s now lists: %.*s", c->name, c->cfg->nodes_path,
-		         n > 0 ? n - 1 : 0, text);
+	/*
+	 * While Raft still applies entries it knows committed (a restart
+	 * replaying its log), the state is on its way: wait for the end.
+	 */
+	if (!force && c->rio.r_ready && c->rio.r.last_applied < c->rio.r.commit_index)
+		return;
+	c->nodes_dirty = false;
+	if (c->rio.st.n_members == 0)
+		return;
+	char *text = malloc(CLUSTERFSM_MAX_NODES * CLUSTERFSM_ADDR_MAX + 2);
+	if (text == NULL)
+		return;
+	int n =
+	    clusterfsm_nodes_text(&c->rio.st, text, CLUSTERFSM_MAX_NODES * CLUSTERFSM_ADDR_MAX + 2);
+	if (n >= 0)
+		nodesfile_set(&c->nodes, text);
+	free(text);
 }
 
 cJSON *cluster_self_msg(struct cluster *c, const char *type, const struct members_report *rep)

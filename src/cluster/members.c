@@ -66,6 +66,27 @@ void members_forget(struct members *m, uint64_t id)
 	m->n--;
 }
 
+void members_sync(struct members *m, uint64_t self, const struct members_peer *peers, size_t n,
+                  uint64_t now_ms, void (*forget)(void *arg, const struct members_entry *e),
+                  void *arg)
+{
+	for (size_t i = 0; i < n; i++)
+		if (peers[i].id != self)
+			(void)members_track(m, peers[i].id, peers[i].address, now_ms);
+	for (size_t i = 0; i < m->n;) {
+		bool keep = false;
+		for (size_t j = 0; j < n && !keep; j++)
+			keep = peers[j].id == m->e[i].id && peers[j].id != self;
+		if (keep) {
+			i++;
+			continue;
+		}
+		if (forget != NULL)
+			forget(arg, &m->e[i]);
+		members_forget(m, m->e[i].id);
+	}
+}
+
 uint64_t members_silent_ms(const struct members *m, uint64_t id, uint64_t now_ms)
 {
 	const struct members_entry *e = members_get(m, id);

@@ -33,6 +33,7 @@ struct members_entry {
 	bool reported;       /* report is valid */
 	struct members_report report;
 	uint64_t seq_heard; /* the heartbeat sequence number it sent last (echoed back to it) */
+	uint64_t echo_ms;   /* send time of our latest round it echoed (two-way contact), 0 never */
 };
 
 struct members {
@@ -49,6 +50,25 @@ bool members_track(struct members *m, uint64_t id, const char *address, uint64_t
 /* members_heard records a heartbeat (tracking id if new); report may be NULL. */
 void members_heard(struct members *m, uint64_t id, const char *address, uint64_t now_ms,
                    const struct members_report *report);
+
+/* A peer to watch: its id and address (NULL or "" unknown). */
+struct members_peer {
+	uint64_t id;
+	const char *address;
+};
+
+/*
+ * members_sync watches exactly the peers given (self and id 0 skipped,
+ * duplicates allowed): a new one is tracked from now_ms, a known one keeps
+ * its times (its address is refreshed), and every other entry is forgotten,
+ * forget(arg, entry) being called just before.  The caller passes the
+ * members of the replicated state and the servers of the Raft
+ * configuration, so that a voter without a member record is judged like a
+ * member instead of being forgotten and tracked anew on every tick.
+ */
+void members_sync(struct members *m, uint64_t self, const struct members_peer *peers, size_t n,
+                  uint64_t now_ms, void (*forget)(void *arg, const struct members_entry *e),
+                  void *arg);
 
 /* members_forget stops watching id. */
 void members_forget(struct members *m, uint64_t id);

@@ -124,6 +124,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	raft_free(buf->base);
 	log_info("cluster: state restored from a snapshot (%zu members, %zu allowed hosts)",
 	         x->st.n_members, x->st.n_allowed);
+	if (x->on_applied != NULL)
+		x->on_applied(x->arg, NULL, CLUSTERFSM_OK);
 	return 0;
 }
 

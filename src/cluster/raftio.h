@@ -25,7 +25,11 @@
 
 #define RAFTIO_RESULTS 32 /* apply results kept for the proposers */
 
-/* Called after every committed command was applied on this server. */
+/*
+ * Called after every committed command was applied on this server, and with
+ * cmd NULL after the whole state was replaced by a snapshot (installed by
+ * the leader or loaded at start).
+ */
 typedef void (*raftio_applied_cb)(void *arg, const struct clusterfsm_cmd *cmd,
                                   enum clusterfsm_code code);
 /* End of a propose: status 0 (res valid) or a RAFT_* error. */

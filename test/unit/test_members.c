@@ -1,6 +1,6 @@
 /*
- * test_members.c - member liveness bookkeeping and the atomic file writes
- * used for the .nodes file.
+ * test_members.c - member liveness bookkeeping (members and ghost voters),
+ * the atomic file writes used for the .nodes file, and its coalescing writer.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 
 #include "fsutil.h"
 #include "members.h"
+#include "nodesfile.h"
 #include "raftio.h"
 
 /* A member is alive within the timeout of its last heartbeat, never before the first. */
@@ -56,6 +57,106 @@ static void test_removal_candidate(void **state)
 	members_heard(&m, 2, "b", 2600, NULL);
 	members_heard(&m, 3, "c", 2600, NULL);
 	assert_int_equal(members_removal_candidate(&m, voters, 4, 1, 2700, 2000), 0);
+}
+
+static int forgotten;
+
+static void count_forget(void *arg, const struct members_entry *e)
+{
+	(void)arg;
+	(void)e;
+	forgotten++;
+}
+
+/*
+ * A voter of the Raft configuration without a member record (a ghost) is
+ * watched like a member: its silence grows from when it was first tracked,
+ * and it becomes the removal candidate after 2T like a dead member.  The
+ * caller syncs every tick with the members and the configuration's servers.
+ */
+static void test_ghost_voter_is_judged(void **state)
+{
+	struct members m;
+	members_init(&m, 1000);
+	uint64_t self = 1, voters[] = {1, 2, 3, 9};
+	struct members_peer peers[] = {
+	    {2, "b:1"}, {3, "c:1"},                         /* members */
+	    {1, "a:1"}, {2, "b:1"}, {3, "c:1"}, {9, "g:1"}, /* the configuration */
+	};
+	forgotten = 0;
+	uint64_t dead = 0, at = 0;
+	for (uint64_t now = 0; now <= 2500 && dead == 0; now += 100) {
+		members_sync(&m, self, peers, 6, now, count_forget, NULL);
+		members_heard(&m, 2, "b:1", now, NULL);
+		members_heard(&m, 3, "c:1", now, NULL);
+		dead = members_removal_candidate(&m, voters, 4, self, now, 2000);
+		at = now;
+	}
+	assert_int_equal(dead, 9);
+	assert_int_equal(at, 2000);
+	assert_int_equal(forgotten, 0);
+	assert_null(members_get(&m, self));
+	assert_string_equal(members_get(&m, 9)->address, "g:1");
+	/* Out of the configuration and the members: forgotten (the link is dropped). */
+	members_sync(&m, self, peers, 2, 2600, count_forget, NULL);
+	assert_int_equal(forgotten, 1);
+	assert_null(members_get(&m, 9));
+	assert_non_null(members_get(&m, 2));
+	assert_int_equal(members_silent_ms(&m, 2, 2600), 2600 - 2000);
+}
+
+static void on_closed(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* The .nodes writer: unchanged text not written, a burst coalesced, the last text lands. */
+static void test_nodesfile_coalesced(void **state)
+{
+	char dir[] = "/tmp/test_nodesfile_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], buf[64];
+	snprintf(path, sizeof(path), "%s/acctg.nodes", dir);
+	assert_int_equal(fsutil_write_atomic(path, "a:1 b:2\n", 8, 0644), 0);
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	struct nodesfile f;
+	nodesfile_init(&f, &loop, "acctg", path);
+	nodesfile_set(&f, "a:1 b:2\n"); /* what the file holds: nothing to do */
+	assert_false(nodesfile_busy(&f));
+	nodesfile_set(&f, "x:1\n");
+	assert_true(nodesfile_busy(&f));
+	nodesfile_set(&f, "y:1\n");
+	nodesfile_set(&f, "z:1\n"); /* replaces y, which is never written */
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_false(nodesfile_busy(&f));
+	assert_int_equal(f.writes, 2);
+	assert_int_equal(fsutil_read_small(path, buf, sizeof(buf)), 4);
+	assert_string_equal(buf, "z:1\n");
+	nodesfile_set(&f, "z:1\n");
+	assert_false(nodesfile_busy(&f));
+	/* Closing with a write in flight: it lands, then the close callback runs. */
+	nodesfile_set(&f, "q:1\n");
+	int closed = 0;
+	nodesfile_close(&f, on_closed, &closed);
+	assert_int_equal(closed, 0);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(closed, 1);
+	assert_int_equal(fsutil_read_small(path, buf, sizeof(buf)), 4);
+	assert_string_equal(buf, "q:1\n");
+	assert_int_equal(f.writes, 3);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	/* A file that does not exist yet is written at the first text. */
+	unlink(path);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	nodesfile_init(&f, &loop, "acctg", path);
+	nodesfile_set(&f, "a:1\n");
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(fsutil_read_small(path, buf, sizeof(buf)), 4);
+	nodesfile_close(&f, NULL, NULL);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
 }
 
 /* Raft ids are stable, nonzero and differ per address. */
@@ -105,6 +206,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_alive_and_silent),
 	    cmocka_unit_test(test_removal_candidate),
+	    cmocka_unit_test(test_ghost_voter_is_judged),
+	    cmocka_unit_test(test_nodesfile_coalesced),
 	    cmocka_unit_test(test_raft_ids),
 	    cmocka_unit_test(test_write_atomic),
 	};
