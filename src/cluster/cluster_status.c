@@ -10,11 +10,11 @@
  * known about (an Idle node, a silent agent, a database its agent reports
  * down) need a direct query of the database, and those go through probe
  * rounds: at most one round in flight, rounds at least local.period apart
- * (counted from the end of the previous one), every request that needs a
- * probe waiting for the round in flight or the next one and all of them
- * answered from its results.  A flood of requests therefore costs the
- * databases at most one connection each per local.period, never one per
- * request.
+ * (10 s at most, counted from the end of the previous one), every request
+ * that needs a probe waiting for the round in flight or the next one and all
+ * of them answered from its results.  A flood of requests therefore costs
+ * each database at most one connection per agent and interval, never one
+ * per request.
  */
 #include "cluster_int.h"
 
@@ -25,6 +25,9 @@
 
 #include "dbmon.h"
 #include "log.h"
+
+/* The longest interval between probe rounds, ms (round_interval). */
+#define STATUS_ROUND_MAX_MS 10000
 
 /*
  * The probe rounds of one agent.  Lives beside the cluster and outlives it
@@ -170,10 +173,15 @@ uint64_t cluster_status_fresh_ms(const struct efm_config *cfg)
 	return (uint64_t)period * 1000 + CLUSTER_STATUS_MARGIN_MS;
 }
 
-/* round_interval: the least time between the end of a round and the start of the next, ms. */
+/*
+ * round_interval: the least time between the end of a round and the start
+ * of the next, ms: local.period, but no more than STATUS_ROUND_MAX_MS, as a
+ * request may wait that long (plus remote.timeout) for its answer.
+ */
 static uint64_t round_interval(const struct cluster *c)
 {
-	return (uint64_t)(c->cfg->local_period_s > 0 ? c->cfg->local_period_s : 1) * 1000;
+	uint64_t ms = (uint64_t)(c->cfg->local_period_s > 0 ? c->cfg->local_period_s : 1) * 1000;
+	return ms < STATUS_ROUND_MAX_MS ? ms : STATUS_ROUND_MAX_MS;
 }
 
 /* needs_probe: a row whose database only a direct query can tell about. */
