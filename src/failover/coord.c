@@ -79,6 +79,7 @@ static void gather(struct failover *fo, struct fo_facts *f)
 	memset(f, 0, sizeof(*f));
 	f->auto_failover = fo->cfg->auto_failover;
 	f->lock_active = clusterfsm_promotion_active(st);
+	f->lock_aborted = st->lock.phase == CLUSTERFSM_PHASE_ABORTED;
 	f->master_recorded = st->master[0] != '\0';
 	struct members_report rep;
 	if (f->master_recorded) {
@@ -416,6 +417,11 @@ static void act(struct failover *fo, const struct fo_rule *r, const struct fo_fa
 		return;
 	case FO_A_DRIVE:
 		fo_drive(fo);
+		return;
+	case FO_A_HOLD_ABORTED:
+		/* PROMOTION_FAILED was sent with the abort; try again after the recheck interval.
+		 */
+		hold(fo, true, NOTIFY_EVENT_COUNT, st->master);
 		return;
 	case FO_A_NONE:
 	default:

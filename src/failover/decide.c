@@ -44,6 +44,8 @@ static const struct fo_rule rules[] = {
 
     {FO_PROMOTING, FO_EV_LOCK_ACTIVE, FO_G_ALWAYS, FO_A_DRIVE, FO_PROMOTING,
      "carry the promotion to its next phase"},
+    {FO_PROMOTING, FO_EV_LOCK_ENDED, FO_G_ABORTED, FO_A_HOLD_ABORTED, FO_HOLDING,
+     "the promotion was aborted: look at the master again only after a while"},
     {FO_PROMOTING, FO_EV_LOCK_ENDED, FO_G_ALWAYS, FO_A_NONE, FO_WATCHING,
      "the promotion ended: watch the master again"},
 
@@ -104,6 +106,8 @@ static bool guard_holds(enum fo_guard g, const struct fo_facts *f)
 		return f->auto_failover;
 	case FO_G_MANUAL:
 		return !f->auto_failover;
+	case FO_G_ABORTED:
+		return f->lock_aborted;
 	default:
 		return true;
 	}
@@ -150,6 +154,7 @@ static const char *const guard_names[] = {
     [FO_G_ALWAYS] = "-",
     [FO_G_AUTO] = "auto.failover",
     [FO_G_MANUAL] = "!auto.failover",
+    [FO_G_ABORTED] = "aborted",
 };
 
 static const char *const action_names[] = {
@@ -163,6 +168,7 @@ static const char *const action_names[] = {
     [FO_A_HOLD_NO_CANDIDATE] = "hold-no-candidate",
     [FO_A_LOCK] = "take-promotion-lock",
     [FO_A_DRIVE] = "drive-promotion",
+    [FO_A_HOLD_ABORTED] = "hold-after-abort",
 };
 
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == FO_STATE_COUNT, "state names");

@@ -45,8 +45,9 @@ enum fo_event {
 
 enum fo_guard {
 	FO_G_ALWAYS,
-	FO_G_AUTO,   /* auto.failover=true */
-	FO_G_MANUAL, /* auto.failover=false */
+	FO_G_AUTO,    /* auto.failover=true */
+	FO_G_MANUAL,  /* auto.failover=false */
+	FO_G_ABORTED, /* the promotion that just ended was aborted */
 	FO_GUARD_COUNT
 };
 
@@ -61,6 +62,7 @@ enum fo_rule_action {
 	FO_A_HOLD_NO_CANDIDATE, /* tell the operator: no standby can be promoted */
 	FO_A_LOCK,              /* commit the promotion lock for the candidate */
 	FO_A_DRIVE,             /* carry the committed promotion one phase further */
+	FO_A_HOLD_ABORTED,      /* wait before trying again after an aborted promotion */
 	FO_ACTION_COUNT
 };
 
@@ -71,6 +73,7 @@ struct fo_facts {
 	bool master_running;  /* ... and reports a running master database */
 	bool master_claimed;  /* no record, but a live member reports a running master */
 	bool lock_active;     /* a promotion holds the replicated lock */
+	bool lock_aborted;    /* the last promotion ended ABORTED */
 	bool auto_failover;
 	bool confirm_done; /* the confirmation round has all its answers */
 	int reached;       /* probes that reached the master database */

@@ -158,6 +158,11 @@ static void test_resume_and_drive(void **state)
 	const struct fo_rule *r = step(FO_PROMOTING, &f);
 	assert_int_equal(r->event, FO_EV_LOCK_ENDED);
 	assert_int_equal(r->next, FO_WATCHING);
+	/* An aborted promotion is not tried again at once: the cluster holds, then rechecks. */
+	f.lock_aborted = true;
+	r = step(FO_PROMOTING, &f);
+	assert_int_equal(r->action, FO_A_HOLD_ABORTED);
+	assert_int_equal(r->next, FO_HOLDING);
 }
 
 /* Holding rechecks only when due, and ends when the master runs again. */
