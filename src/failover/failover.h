@@ -125,7 +125,8 @@ struct failover {
 	uint64_t master_since_ms; /* when the agent was last seen becoming Master */
 	uint64_t last_tick_ms;    /* for the loop-stall guard */
 	uint64_t stall_grace_until;
-	bool vip_checked; /* the VIP was assigned (or found held) at start as master */
+	size_t last_voters; /* the voting set's size at the last tick */
+	bool vip_checked;   /* the VIP was assigned (or found held) at start as master */
 	struct fo_action *self_action;
 	void *node_jobs[8]; /* node.c: the running job of each kind that others may join */
 

@@ -518,6 +518,16 @@ void fo_node_tick(struct failover *fo)
 		fo->master_since_ms = 0;
 	}
 	fo->last_tick_ms = now;
+	/*
+	 * A new voter has echoed nothing yet: after a change of the voting set a
+	 * master gets the joining grace again instead of being judged at once
+	 * against a majority that includes members it has not heard from.
+	 */
+	size_t voters = cluster_voter_count(fo->cl);
+	if (voters != fo->last_voters) {
+		fo->last_voters = voters;
+		fo->master_since_ms = 0;
+	}
 	enum node_type role = fo->h.role(fo->h.arg);
 	if (role != NODE_MASTER || fo->fencing) {
 		fo->master_since_ms = 0;
