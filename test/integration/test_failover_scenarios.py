@@ -3,6 +3,7 @@ real SMTP server: who is master afterwards, that exactly one database takes writ
 that the other standby streams from the new master, the scripts that ran and the
 mail the operator got -- and the cases where nothing may be promoted."""
 import os
+import re
 import signal
 import time
 
@@ -270,3 +271,39 @@ def test_master_agent_stopped_then_continued_acts_on_no_stale_belief(cluster, sm
         time.sleep(0.3)
     assert "fencing the local database" not in agents[0].read_log()
     assert status(agents[1])["failover"]["phase"] == "NONE"
+
+
+def behind(standby, lsn):
+    """Bytes the standby's received WAL is behind lsn (0 when it has all of it)."""
+    return standby.sql(f"SELECT greatest(pg_wal_lsn_diff('{lsn}', "
+                       "coalesce(pg_last_wal_receive_lsn(), '0/0')), 0)")[0][0]
+
+
+def test_lagging_priority_standby_loses_to_the_up_to_date_one(cluster, smtp):
+    (m, s1, s2), agents = build(cluster, smtp)
+    r = agents[0].efm("set-priority", cluster.name, s1.host, "1")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: status(agents[2]).get("failoverpriority", [])[:1] == [s1.host], 20,
+             "s1 first in the failover priority")
+    # s1 stops receiving WAL before the last writes are made ...
+    # (a port nothing listens on: the other fields stay for the re-pointing to keep)
+    conninfo = s1.sql("SHOW primary_conninfo")[0][0]
+    dead = re.sub(r"\bport=\S+", "port=1", conninfo)
+    assert dead != conninfo, conninfo
+    s1.sql("ALTER SYSTEM SET primary_conninfo = '%s'" % dead.replace("'", "''"))
+    s1.sql("SELECT pg_reload_conf()")
+    wait_for(lambda: not s1.sql("SELECT count(*) FROM pg_stat_wal_receiver")[0][0], 30,
+             "s1's WAL receiver to stop")
+    m.sql("CREATE TABLE lag AS SELECT g AS n FROM generate_series(1, 2000) g")
+    target = m.sql("SELECT pg_current_wal_lsn()")[0][0]
+    wait_for(lambda: behind(s2, target) == 0, 30, "s2 to receive the writes")
+    assert behind(s1, target) > 0
+    # ... so the up-to-date s2 wins although s1 comes first in the priority list.
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    wait_for(lambda: takes_writes(s2), 30, "s2 promoted")
+    assert in_recovery(s1)
+    # The laggard is re-pointed at s2 and gets what it missed.
+    wait_for(lambda: s1.sql("SELECT count(*) FROM pg_class WHERE relname = 'lag'")[0][0], 30,
+             "s1 to catch up from the new master")
+    assert s1.sql("SELECT count(*) FROM lag")[0][0] == 2000
