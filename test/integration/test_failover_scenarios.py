@@ -166,6 +166,46 @@ def test_failing_fence_script_stops_the_promotion(cluster, smtp):
     assert in_recovery(s1) and in_recovery(s2)
 
 
+def test_standbys_cut_off_from_the_ping_server_promote_nobody_until_it_answers(cluster,
+                                                                                smtp):
+    cut = os.path.join(cluster.base, "cut-off")
+    ping = write_script(cluster, "ping", f"test ! -e {cut}")
+    (m, s1, s2), agents = build(cluster, smtp, pingServerIp="127.0.0.1",
+                                pingServerCommand=ping)
+    open(cut, "w").close()
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    mail = wait_for(lambda: smtp.find("Promotion refused: the standby seems cut off"), 30,
+                    "the cut-off mail")[0]
+    assert "127.0.0.1" in mail["body"], mail["body"]
+    assert in_recovery(s1) and in_recovery(s2)
+    # Once the ping server answers again, the next attempt promotes.
+    os.unlink(cut)
+    wait_for(lambda: next((s for s in (s1, s2) if takes_writes(s)), None), 60,
+             "a standby promoted")
+
+
+def test_candidate_lost_during_the_promotion_the_other_standby_is_promoted(cluster, smtp):
+    go = os.path.join(cluster.base, "go")
+    # The fence script runs on the candidate just before it promotes: hold it there.
+    fence = write_script(cluster, "fence",
+                         f"for i in $(seq 300); do test -e {go} && exit 0; sleep 0.1; done")
+    (m, s1, s2), agents = build(cluster, smtp, **{"script.fence": fence})
+    os.kill(m.postmaster_pid(), signal.SIGKILL)
+    m.running = False
+    wait_for(lambda: any(e.startswith("fence ") for e in events(cluster)), 30,
+             "the candidate's fence script")
+    host = events(cluster)[0].split()[-1]
+    first, other = (s1, s2) if host == s1.host else (s2, s1)
+    assert host == first.host, events(cluster)
+    os.kill(first.postmaster_pid(), signal.SIGKILL)
+    first.running = False
+    open(go, "w").close()
+    wait_for(lambda: takes_writes(other), 60, "the other standby promoted")
+    f = status(agents[3])["failover"]
+    assert f["serial"] >= 2 and f["candidate"] == addr(cluster, other.host), f
+
+
 def test_master_host_lost_is_failed_over_after_the_node_timeout(cluster, smtp):
     (m, s1, s2), agents = build(cluster, smtp)
     t0 = time.monotonic()
