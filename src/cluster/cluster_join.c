@@ -33,11 +33,16 @@ bool cluster_start_raft(struct cluster *c, bool bootstrap)
 	return true;
 }
 
+static bool holds_own_vote(const struct cluster *c);
+
 cJSON *cluster_join_msg(struct cluster *c, const struct members_report *rep)
 {
 	cJSON *m = cluster_self_msg(c, "join", rep);
-	if (m != NULL)
+	if (m != NULL) {
 		cJSON_AddBoolToObject(m, "started", c->started);
+		if (!c->started)
+			cJSON_AddBoolToObject(m, "own", holds_own_vote(c));
+	}
 	return m;
 }
 
@@ -61,9 +66,20 @@ static bool holds_own_vote(const struct cluster *c)
  * agent holds its own vote first and only ever gives it to a lower address,
  * never from one peer to another before it expires: votes flow towards the
  * lowest live address, so simultaneous starts converge on one agent.
+ *
+ * A peer that says it has given its own vote away (peer_own false) gets
+ * none: it cannot start a cluster without its own vote, and a vote parked
+ * with it would be taken back a round later and given to it again by its
+ * next request, over and over, while the agent that does hold its own vote
+ * is refused every time.  A request without the field counts as holding.
  */
-static bool grant_vote(struct cluster *c, const char *peer)
+static bool grant_vote(struct cluster *c, const char *peer, bool peer_own)
 {
+	if (!peer_own) {
+		if (vote_held(c) && strcmp(c->vote_for, peer) == 0)
+			c->vote_for[0] = '\0';
+		return false;
+	}
 	if (!vote_held(c)) {
 		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
 		c->vote_until_ms = cluster_now(c) + c->defer_ms;
@@ -234,7 +250,8 @@ void cluster_rpc_join(struct cluster *c, struct rpc_conn *conn, uint64_t peer_id
 	cJSON_AddBoolToObject(r, "cluster", c->started);
 	cJSON_AddStringToObject(r, "address", c->address);
 	if (!c->started) {
-		cJSON_AddBoolToObject(r, "vote", grant_vote(c, peer_addr));
+		bool peer_own = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(msg, "own"));
+		cJSON_AddBoolToObject(r, "vote", grant_vote(c, peer_addr, peer_own));
 		cJSON_AddBoolToObject(r, "own", holds_own_vote(c));
 	}
 	rpc_reply(conn, r);
