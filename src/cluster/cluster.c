@@ -44,7 +44,6 @@ static void cluster_timing(struct cluster *c)
 	c->heartbeat_ms = clamp64(c->election_ms / 10, 50, 500);
 	c->tick_ms = clamp64(c->node_timeout_ms / 6, 100, 1000);
 	c->removal_ms = 2 * c->node_timeout_ms;
-	c->defer_ms = clamp64(4 * c->tick_ms + 2 * CLUSTER_CALL_TIMEOUT_MS, 10000, 60000);
 }
 
 static bool load_key(struct cluster *c, const char *password)
@@ -85,6 +84,8 @@ struct cluster *cluster_new(uv_loop_t *loop, const struct efm_config *cfg, const
 	c->h = *hooks;
 	snprintf(c->name, sizeof(c->name), "%s", cfg->cluster);
 	snprintf(c->dir, sizeof(c->dir), "%s/%s/raft", state_dir, cfg->cluster);
+	snprintf(c->vote_path, sizeof(c->vote_path), "%s/%s/bootstrap-vote", state_dir,
+	         cfg->cluster);
 	address_format(&cfg->bind, c->address, sizeof(c->address));
 	c->id = raftio_id_of(c->address);
 	cluster_timing(c);
@@ -301,6 +302,8 @@ bool cluster_start(struct cluster *c)
 	         c->had_state ? "; resuming the saved cluster state" : "");
 	if (c->had_state && !cluster_start_raft(c, false))
 		return false;
+	if (!c->had_state)
+		cluster_load_vote(c);
 	uv_timer_init(c->loop, &c->tick);
 	c->tick.data = c;
 	c->tick_open = true;

@@ -11,10 +11,11 @@
  *  - no state, no other address in CLUSTER.nodes: bootstrap a one-member
  *    cluster whose allowed list is CLUSTER.nodes plus us;
  *  - otherwise ask the listed peers to admit us; when a majority of the
- *    listed agents answer and none has a cluster, the lowest address
- *    bootstraps and the others keep asking.  An agent that told a lower
- *    address "no cluster here" defers to it for a while, so two clusters
- *    never form from one .nodes set.
+ *    listed agents give us their bootstrap vote and none has a cluster we
+ *    bootstrap, and the others keep asking.  Votes flow to the lowest
+ *    address and a vote given away is kept on disk until its holder gives
+ *    up its own (cluster_join.c), so two clusters never form from one
+ *    .nodes set.
  * The leader admits only allowed hosts; a refused agent is asked to stop
  * with CLUSTER_STOP_REFUSED.
  *

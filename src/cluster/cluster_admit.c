@@ -231,6 +231,13 @@ static cJSON *admit_check(struct cluster *c, const cJSON *msg, struct admit *a)
 	if (c->admitting || c->removing || c->phase == CLUSTER_SEEDING ||
 	    raftio_change_pending(&c->rio))
 		return cluster_retry_reply("the leader is busy with another membership change");
+	/*
+	 * An empty allowed list is one not seeded yet (a first start stopped
+	 * before its seeding, resumed by the tick once this agent knows it
+	 * leads): refusing now would stop an agent the list is about to allow.
+	 */
+	if (c->rio.st.n_allowed == 0)
+		return cluster_retry_reply("the allowed node list is not seeded yet");
 	if (!clusterfsm_is_allowed(&c->rio.st, a->address)) {
 		log_warning(
 		    "cluster %s: refusing to admit agent %s: its host is not in the allowed "

@@ -101,14 +101,15 @@ struct cluster {
 	const struct efm_config *cfg;
 	struct cluster_hooks h;
 	char name[128];
-	char dir[4096]; /* STATE_DIR/CLUSTER/raft */
+	char dir[4096];       /* STATE_DIR/CLUSTER/raft */
+	char vote_path[4096]; /* STATE_DIR/CLUSTER/bootstrap-vote */
 	char address[CLUSTERFSM_ADDR_MAX];
 	uint64_t id;
 	uint8_t key[32];
 	char password[256]; /* database password, for the Promote Status probes */
 
 	/* Timing, all ms; see cluster_timing() for how they follow the node timeout. */
-	uint64_t node_timeout_ms, election_ms, heartbeat_ms, tick_ms, removal_ms, defer_ms;
+	uint64_t node_timeout_ms, election_ms, heartbeat_ms, tick_ms, removal_ms;
 
 	enum cluster_phase phase; /* moved by cluster_set_phase only */
 
@@ -128,13 +129,15 @@ struct cluster {
 	uint64_t hb_last_ms;
 	struct members_report hb_rep; /* what the last heartbeat round said */
 	int round_votes;              /* bootstrap votes granted to us in this discovery round */
+	bool round_void;              /* we gave our own vote away during this round */
 	/*
 	 * Our bootstrap vote (cluster_join.c): held by one address at a
-	 * time, ourselves or a peer, until vote_until_ms; a node bootstraps only
-	 * with the votes of a majority of the listed agents, so at most one can.
+	 * time, ourselves (vote_for empty or our address) or a peer.  A vote
+	 * given to a peer is kept on disk (vote_path) and stays with it until
+	 * it says it no longer holds its own; a node bootstraps only with the
+	 * votes of a majority of the listed agents, so at most one can.
 	 */
 	char vote_for[CLUSTERFSM_ADDR_MAX];
-	uint64_t vote_until_ms;
 
 	/* The leader's membership operations in flight (cluster_admit.c). */
 	bool admitting; /* one admission at a time */
@@ -259,6 +262,13 @@ cJSON *cluster_ok_message(const char *fmt, ...) __attribute__((format(printf, 1,
 cJSON *cluster_ok_reply(void);
 
 /* cluster_join.c */
+/*
+ * cluster_load_vote reads a bootstrap vote given before a restart (an agent
+ * with no cluster state yet): it stays with its holder while that agent is
+ * still listed in the .nodes file.
+ */
+void cluster_load_vote(struct cluster *c);
+
 /* cluster_start_raft starts the server, bootstrapping a one-member cluster when asked. */
 bool cluster_start_raft(struct cluster *c, bool bootstrap);
 /* cluster_join_msg builds our join request (also what the leader admits itself with). */

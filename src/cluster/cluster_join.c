@@ -6,10 +6,16 @@
  */
 #include "cluster_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "fsutil.h"
 #include "log.h"
+
+static bool holds_own_vote(const struct cluster *c);
+static bool set_vote(struct cluster *c, const char *address);
 
 bool cluster_start_raft(struct cluster *c, bool bootstrap)
 {
@@ -24,6 +30,11 @@ bool cluster_start_raft(struct cluster *c, bool bootstrap)
 		return false;
 	}
 	c->started = true;
+	/* In a cluster now: whatever bootstrap vote we gave has done its work. */
+	if (c->vote_for[0] != '\0')
+		log_fine("cluster %s: bootstrap vote with %s no longer needed", c->name,
+		         c->vote_for);
+	(void)set_vote(c, c->address);
 	if (bootstrap) {
 		(void)cluster_set_phase(c, CLUSTER_SEEDING);
 		log_info("cluster %s: bootstrapped a new cluster with this agent (%s) as its first "
@@ -32,8 +43,6 @@ bool cluster_start_raft(struct cluster *c, bool bootstrap)
 	}
 	return true;
 }
-
-static bool holds_own_vote(const struct cluster *c);
 
 cJSON *cluster_join_msg(struct cluster *c, const struct members_report *rep)
 {
@@ -48,49 +57,120 @@ cJSON *cluster_join_msg(struct cluster *c, const struct members_report *rep)
 
 /* ---- bootstrap votes ---- */
 
-/* vote_held: our bootstrap vote is promised to somebody (vote_for) right now. */
-static bool vote_held(const struct cluster *c)
-{
-	return c->vote_for[0] != '\0' && cluster_now(c) < c->vote_until_ms;
-}
-
 /* holds_own_vote: our bootstrap vote is our own right now. */
 static bool holds_own_vote(const struct cluster *c)
 {
-	return vote_held(c) && strcmp(c->vote_for, c->address) == 0;
+	return c->vote_for[0] == '\0' || strcmp(c->vote_for, c->address) == 0;
+}
+
+static bool is_listed(const struct cluster *c, const char *address)
+{
+	for (size_t i = 0; i < c->cfg->n_nodes; i++) {
+		char a[CLUSTERFSM_ADDR_MAX];
+		address_format(&c->cfg->nodes[i], a, sizeof(a));
+		if (strcmp(a, address) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * set_vote gives our bootstrap vote to address (back to ourselves when it is
+ * ours).  A vote given to a peer is on disk before anyone hears of it: an
+ * agent restarted after promising its vote must not promise it again, or two
+ * agents could each count it and start two clusters.  False when it cannot
+ * be kept, and then it is not given.
+ */
+static bool set_vote(struct cluster *c, const char *address)
+{
+	bool own = strcmp(address, c->address) == 0;
+	int rc = 0;
+	if (own) {
+		if (unlink(c->vote_path) != 0 && errno != ENOENT)
+			rc = -errno;
+	} else {
+		char line[CLUSTERFSM_ADDR_MAX + 2];
+		int n = snprintf(line, sizeof(line), "%s\n", address);
+		rc = fsutil_write_atomic(c->vote_path, line, (size_t)n, 0600);
+	}
+	if (rc != 0) {
+		log_warning("cluster %s: cannot %s %s: %s", c->name, own ? "remove" : "write",
+		            c->vote_path, strerror(-rc));
+		if (!own)
+			return false;
+	}
+	snprintf(c->vote_for, sizeof(c->vote_for), "%s", own ? "" : address);
+	return true;
+}
+
+void cluster_load_vote(struct cluster *c)
+{
+	char buf[CLUSTERFSM_ADDR_MAX + 2];
+	ssize_t n = fsutil_read_small(c->vote_path, buf, sizeof(buf));
+	c->vote_for[0] = '\0';
+	if (n == -ENOENT)
+		return;
+	if (n < 0) {
+		/* Whom we promised is unknown: promise nobody, start nothing. */
+		log_warning("cluster %s: cannot read %s: %s; this agent will neither give a "
+		            "bootstrap vote nor start a new cluster until it can (joining an "
+		            "existing one still works)",
+		            c->name, c->vote_path, strerror((int)-n));
+		snprintf(c->vote_for, sizeof(c->vote_for), "(unreadable %s)", c->vote_path);
+		return;
+	}
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0' || strcmp(buf, c->address) == 0) {
+		(void)set_vote(c, c->address);
+		return;
+	}
+	if (!is_listed(c, buf)) {
+		log_info("cluster %s: the bootstrap vote this agent gave to %s returns to it: %s "
+		         "is no longer in %s",
+		         c->name, buf, buf, c->cfg->nodes_path);
+		(void)set_vote(c, c->address);
+		return;
+	}
+	snprintf(c->vote_for, sizeof(c->vote_for), "%s", buf);
+	log_info("cluster %s: this agent gave its bootstrap vote to %s before it stopped; the "
+	         "vote stays there until %s starts the cluster or says it gave its own vote "
+	         "away (or leaves %s)",
+	         c->name, buf, buf, c->cfg->nodes_path);
 }
 
 /*
  * grant_vote decides whether a peer asking to join (we have no cluster) gets
- * our bootstrap vote.  A vote has one holder at a time, for defer_ms.  An
- * agent holds its own vote first and only ever gives it to a lower address,
- * never from one peer to another before it expires: votes flow towards the
- * lowest live address, so simultaneous starts converge on one agent.
+ * our bootstrap vote.  A vote has one holder at a time.  An agent holds its
+ * own vote first and only ever gives it to a lower address; a vote given to
+ * a peer stays with it - however long it is silent, since it may have
+ * started a cluster with it - until the peer says it has given its own vote
+ * away, which it can only do while it has no cluster.  Votes flow towards the
+ * lowest address, so simultaneous starts converge on one agent.
  *
  * A peer that says it has given its own vote away (peer_own false) gets
- * none: it cannot start a cluster without its own vote, and a vote parked
- * with it would be taken back a round later and given to it again by its
- * next request, over and over, while the agent that does hold its own vote
- * is refused every time.  A request without the field counts as holding.
+ * none, and gets ours back: it cannot start a cluster without its own vote,
+ * and a vote parked with it would be taken back a round later and given to
+ * it again by its next request, over and over, while the agent that does
+ * hold its own vote is refused every time.  A request without the field
+ * counts as holding.
  */
 static bool grant_vote(struct cluster *c, const char *peer, bool peer_own)
 {
 	if (!peer_own) {
-		if (vote_held(c) && strcmp(c->vote_for, peer) == 0)
-			c->vote_for[0] = '\0';
+		if (strcmp(c->vote_for, peer) == 0) {
+			log_fine("cluster %s: %s gave its own vote away; taking back ours", c->name,
+			         peer);
+			(void)set_vote(c, c->address);
+		}
 		return false;
-	}
-	if (!vote_held(c)) {
-		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
-		c->vote_until_ms = cluster_now(c) + c->defer_ms;
 	}
 	if (strcmp(c->vote_for, peer) == 0)
 		return true;
-	if (strcmp(c->vote_for, c->address) != 0 || strcmp(peer, c->address) >= 0)
+	if (!holds_own_vote(c) || strcmp(peer, c->address) >= 0 || !set_vote(c, peer))
 		return false;
-	log_fine("cluster %s: bootstrap vote to %s", c->name, peer);
-	snprintf(c->vote_for, sizeof(c->vote_for), "%s", peer);
-	c->vote_until_ms = cluster_now(c) + c->defer_ms;
+	log_info("cluster %s: bootstrap vote given to %s", c->name, peer);
+	/* Votes counted so far this round may be taken back: count again next round. */
+	c->round_void = true;
 	return true;
 }
 
@@ -120,6 +200,12 @@ static void maybe_bootstrap(struct cluster *c, size_t n_peers)
 			log_fine(
 			    "cluster %s: no cluster yet; this agent's bootstrap vote is with %s",
 			    c->name, c->vote_for);
+			return;
+		}
+		if (c->round_void) {
+			log_fine("cluster %s: this agent's vote moved during this round; counting "
+			         "again",
+			         c->name);
 			return;
 		}
 		if (have * 2 <= total) {
@@ -170,16 +256,15 @@ static void on_join_reply(void *arg, int status, const cJSON *reply)
 		/*
 		 * A vote given to an agent that has since given its own vote away
 		 * can never help it start a cluster (it needs its own vote for
-		 * that, and cannot get it back for defer_ms): take it back so it
-		 * can go to a lower address.
+		 * that, and cannot count ours in a round in which it gave its own
+		 * away): take it back so it can go to a lower address.
 		 */
 		const cJSON *from = cJSON_GetObjectItemCaseSensitive(reply, "address");
 		if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(reply, "own")) &&
-		    cJSON_IsString(from) && vote_held(c) &&
-		    strcmp(c->vote_for, from->valuestring) == 0) {
+		    cJSON_IsString(from) && strcmp(c->vote_for, from->valuestring) == 0) {
 			log_fine("cluster %s: %s gave its own vote away; taking back ours", c->name,
 			         from->valuestring);
-			c->vote_for[0] = '\0';
+			(void)set_vote(c, c->address);
 		}
 	} else if (cJSON_IsString(err)) {
 		log_fine("cluster %s: join: %s", c->name, err->valuestring);
@@ -205,11 +290,8 @@ void cluster_send_joins(struct cluster *c, const struct members_report *rep)
 		return;
 	c->join_last_ms = now;
 	c->round_votes = 0;
+	c->round_void = false;
 	c->report_sent = *rep;
-	if (!c->started && (!vote_held(c) || strcmp(c->vote_for, c->address) == 0)) {
-		snprintf(c->vote_for, sizeof(c->vote_for), "%s", c->address);
-		c->vote_until_ms = now + c->defer_ms;
-	}
 	const char *leader = cluster_leader_address(c);
 	if (leader != NULL && strcmp(leader, c->address) != 0) {
 		send_join(c, leader, rep);
