@@ -234,8 +234,8 @@ static bool worth_retrying(const char *path, const cJSON *reply, int e)
 static void pause_ms(long long ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-	/* IGNORE-BANNED: the efm CLI process, never an agent loop; it waits before a retry */
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+	/* The efm CLI process, never an agent loop: it waits before a retry. */
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) /* IGNORE-BANNED: CLI only */
 		;
 }
 

@@ -80,6 +80,10 @@ static bool is_listed(const struct cluster *c, const char *address)
  * agent restarted after promising its vote must not promise it again, or two
  * agents could each count it and start two clusters.  False when it cannot
  * be kept, and then it is not given.
+ *
+ * The write (a line, fsynced) runs on the loop on purpose: the answer that
+ * carries the vote must not leave before it is durable, and it happens only
+ * while no cluster exists, a handful of times in a cluster's life.
  */
 static bool set_vote(struct cluster *c, const char *address)
 {

@@ -32,6 +32,24 @@ def dropped(src, dst, port):
         tc("qdisc", "del", "dev", "lo", "root", check=False)
 
 
+def m_starts_with_ws_vote_then_dies(cluster, m, w):
+    """M starts a cluster with W's vote while W cannot reach M, and is killed."""
+    with dropped(W, M, cluster.bind_port):
+        m.start(wait=False)
+        w.start(wait=False)
+        wait_for(lambda: "bootstrapped a new cluster" in m.read_log(), 30,
+                 f"{M} to start a cluster with {W}'s vote")
+        m.stop(signal.SIGKILL)
+
+
+def s_asks_for_votes(s, rounds):
+    """Wait until S has ended `rounds` discovery rounds short of a majority, or
+    has started a cluster."""
+    wait_for(lambda: "bootstrapped a new cluster" in s.read_log()
+             or s.read_log().count("waiting for a majority") >= rounds,
+             60, f"{S} to go on asking for votes")
+
+
 def test_a_vote_stays_with_an_agent_that_may_have_started_a_cluster(cluster):
     """M (the lowest address) starts with W's vote while W cannot reach it, and
     dies before W hears that it started a cluster. W must not give the same
@@ -39,20 +57,13 @@ def test_a_vote_stays_with_an_agent_that_may_have_started_a_cluster(cluster):
     formed by S and W would never merge with it."""
     ag = three(cluster)
     m, s, w = ag[M], ag[S], ag[W]
-    with dropped(W, M, cluster.bind_port):
-        m.start(wait=False)
-        w.start(wait=False)
-        wait_for(lambda: "bootstrapped a new cluster" in m.read_log(), 30,
-                 f"{M} to start a cluster with {W}'s vote")
-        m.stop(signal.SIGKILL)
+    m_starts_with_ws_vote_then_dies(cluster, m, w)
     # W never joined M's cluster: its joins could not reach M.
     assert "starting to join it" not in w.read_log()
     s.start(wait=False)
     # S asks for W's vote every discovery round (half a second here); wait past
     # the time a vote used to be held (ten seconds), or until S starts a cluster.
-    wait_for(lambda: "bootstrapped a new cluster" in s.read_log()
-             or s.read_log().count("waiting for a majority") >= 30,
-             60, f"{S} to go on asking for votes")
+    s_asks_for_votes(s, rounds=30)
     assert "bootstrapped a new cluster" not in s.read_log(), \
         f"{S} started a second cluster with the vote {W} had given to {M}"
     m.start(wait=False)
@@ -66,19 +77,12 @@ def test_a_vote_given_before_a_restart_is_kept(cluster):
     vote from it; M comes back and the three form one cluster."""
     ag = three(cluster)
     m, s, w = ag[M], ag[S], ag[W]
-    with dropped(W, M, cluster.bind_port):
-        m.start(wait=False)
-        w.start(wait=False)
-        wait_for(lambda: "bootstrapped a new cluster" in m.read_log(), 30,
-                 f"{M} to start a cluster with {W}'s vote")
-        m.stop(signal.SIGKILL)
+    m_starts_with_ws_vote_then_dies(cluster, m, w)
     w.stop()
     w.start(wait=False)
     wait_for(lambda: w.read_log().count("listening (raft id") == 2, 30, f"{W} to listen again")
     s.start(wait=False)
-    wait_for(lambda: "bootstrapped a new cluster" in s.read_log()
-             or s.read_log().count("waiting for a majority") >= 10,
-             60, f"{S} to go on asking for votes")
+    s_asks_for_votes(s, rounds=10)
     assert "bootstrapped a new cluster" not in s.read_log(), \
         f"{S} started a second cluster with the vote {W} had given to {M} before restarting"
     assert f"gave its bootstrap vote to {addr(cluster, M)} before it stopped" in w.read_log()
