@@ -17,25 +17,24 @@
 #include <string.h>
 
 #define QUOTE_MAX 48 /* characters of an offending value shown back */
-#define ARGS_MAX  3
+#define ARGS_MAX  4
 
 enum arg_kind {
 	ARG_ADDRESS,
 	ARG_PRIORITY,
-	ARG_FLAG, /* one literal word; spellings lists the accepted ones */
 };
 
 struct arg_spec {
 	const char *name;
 	enum arg_kind kind;
-	const char *const *spellings;
 };
 
 static const char *const switchover_spellings[] = {"-switchover", "--switchover", NULL};
+static const char *const yes_spellings[] = {"--yes", "-yes", NULL};
+static const char *const node_spellings[] = {"-node", "--node", NULL};
 
-static const struct arg_spec address = {"ADDRESS", ARG_ADDRESS, NULL};
-static const struct arg_spec priority = {"PRIORITY", ARG_PRIORITY, NULL};
-static const struct arg_spec switchover = {"-switchover", ARG_FLAG, switchover_spellings};
+static const struct arg_spec address = {"ADDRESS", ARG_ADDRESS};
+static const struct arg_spec priority = {"PRIORITY", ARG_PRIORITY};
 
 struct cmd_schema {
 	const char *command;
@@ -50,7 +49,7 @@ static const struct cmd_schema schemas[] = {
     {"remove-node", 1, 1, {&address}},
     {"disallow-node", 1, 1, {&address}},
     {"set-priority", 2, 2, {&address, &priority}},
-    {"promote", 0, 1, {&switchover}},
+    {"promote", 0, 4, {NULL}}, /* options in any order: check_promote */
 };
 
 /* fail writes "what" into err, printf-style, and returns false. */
@@ -220,7 +219,6 @@ static bool check_one(const struct arg_spec *spec, const char *text, struct admi
                       char *err, size_t errlen)
 {
 	long long v;
-	char shown[QUOTE_MAX * 4 + 8];
 	switch (spec->kind) {
 	case ARG_ADDRESS:
 		if (!admin_arg_address(spec->name, text, out->host, sizeof(out->host), &out->port,
@@ -235,18 +233,49 @@ static bool check_one(const struct arg_spec *spec, const char *text, struct admi
 			return false;
 		out->priority = (int)v;
 		return true;
-	case ARG_FLAG:
-		for (const char *const *s = spec->spellings; *s != NULL; s++) {
-			if (strcmp(text, *s) == 0) {
-				out->switchover = true;
-				return true;
-			}
-		}
-		quote(text, shown, sizeof(shown));
-		return fail(err, errlen, "unexpected argument \"%s\" (expected %s)", shown,
-		            spec->name);
 	}
 	return fail(err, errlen, "%s: unknown kind of argument", spec->name);
+}
+
+/* spelled: text is one of the spellings. */
+static bool spelled(const char *text, const char *const *spellings)
+{
+	for (const char *const *p = spellings; *p != NULL; p++)
+		if (strcmp(text, *p) == 0)
+			return true;
+	return false;
+}
+
+/* check_promote: promote's options, each at most once, in any order. */
+static bool check_promote(int argc, const char *const *argv, struct admin_arg_values *out,
+                          char *err, size_t errlen)
+{
+	char shown[QUOTE_MAX * 4 + 8];
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		bool *flag = spelled(a, switchover_spellings) ? &out->switchover
+		             : spelled(a, yes_spellings)      ? &out->yes
+		             : spelled(a, node_spellings)     ? &out->has_address
+		                                              : NULL;
+		quote(a, shown, sizeof(shown));
+		if (flag == NULL)
+			return fail(err, errlen,
+			            "unexpected argument \"%s\" (expected -switchover, --yes or "
+			            "-node ADDRESS)",
+			            shown);
+		if (*flag)
+			return fail(err, errlen, "\"%s\" given twice", shown);
+		if (flag == &out->has_address) {
+			if (i + 1 >= argc)
+				return fail(err, errlen, "missing ADDRESS after %s", shown);
+			if (!admin_arg_address("ADDRESS", argv[++i], out->host, sizeof(out->host),
+			                       &out->port, err, errlen))
+				return false;
+			snprintf(out->address, sizeof(out->address), "%s", argv[i]);
+		}
+		*flag = true;
+	}
+	return true;
 }
 
 /* count_error says why argc does not fit the schema. */
@@ -267,6 +296,8 @@ bool admin_arg_check(const char *command, int argc, const char *const *argv,
 	out->n = argc;
 	if (argc < (s != NULL ? s->min : 0) || argc > (s != NULL ? s->max : 0))
 		return count_error(s, argc, err, errlen);
+	if (strcmp(command, "promote") == 0)
+		return check_promote(argc, argv, out, err, errlen);
 	for (int i = 0; i < argc; i++)
 		if (!check_one(s->args[i], argv[i], out, err, errlen))
 			return false;
@@ -288,7 +319,8 @@ bool admin_arg_check_json(const char *command, const cJSON *args, struct admin_a
 	for (int i = 0; i < argc; i++) {
 		const cJSON *a = cJSON_GetArrayItem(args, i);
 		if (!cJSON_IsString(a))
-			return fail(err, errlen, "invalid %s: expected a string", s->args[i]->name);
+			return fail(err, errlen, "invalid %s: expected a string",
+			            s->args[i] != NULL ? s->args[i]->name : "argument");
 		argv[i] = a->valuestring;
 	}
 	return admin_arg_check(command, argc, argv, out, err, errlen);

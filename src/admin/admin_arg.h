@@ -27,12 +27,13 @@
 /* What a command's arguments said, once checked. */
 struct admin_arg_values {
 	int n;                      /* arguments given */
-	bool has_address;           /* address, host and port are set */
+	bool has_address;           /* address, host and port are set (promote: -node) */
 	char address[EFM_ADDR_MAX]; /* the ADDRESS as written */
 	char host[EFM_HOST_MAX];    /* its host, lowercased */
 	uint16_t port;              /* its port, 0 when none was written */
 	int priority;               /* the PRIORITY, 0 when not given */
 	bool switchover;            /* promote -switchover */
+	bool yes;                   /* promote --yes: no question about a lagging candidate */
 };
 
 /*

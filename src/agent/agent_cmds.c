@@ -4,7 +4,7 @@
  * The cluster layer answers the cluster status and the node management
  * commands; the agent adds this node's own row (its monitor knows the
  * database) and answers what concerns only this node: node-status-json
- * and resume.  promote says it is not supported yet.
+ * and resume.  promote goes to the failover engine (src/failover/manual.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,13 +249,12 @@ static void cmd_resume(struct admin_request *req)
 	}
 }
 
-static void cmd_not_yet(struct admin_request *req)
+/* cmd_promote: efm promote, carried to the leader's failover coordinator. */
+static void cmd_promote(struct admin_request *req)
 {
 	struct agent *a = req->agent;
-	log_info("agent %s: admin command %s from uid %ld: not yet supported",
-	         agent_local_address(a), req->command, (long)req->uid);
-	admin_reply_error(req, "%s is not yet supported by this agent: it comes with failover",
-	                  req->command);
+	if (cluster_of(req) != NULL)
+		failover_promote_command(&a->fo, req);
 }
 
 const struct admin_command agent_admin_commands[] = {
@@ -267,7 +266,7 @@ const struct admin_command agent_admin_commands[] = {
     {"remove-node", true, cmd_cluster},
     {"disallow-node", true, cmd_cluster},
     {"set-priority", true, cmd_cluster},
-    {"promote", true, cmd_not_yet},
+    {"promote", true, cmd_promote},
     {"resume", true, cmd_resume},
     {"stop-cluster", true, cmd_cluster},
     {"reset-members", true, cmd_reset_members},

@@ -9,7 +9,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -228,18 +230,164 @@ int cli_set_priority(const struct cli_ctx *ctx, int argc, char **argv)
 	return cli_node_change(ctx, argc, argv);
 }
 
-/* cli_promote: promote CLUSTER [-switchover]. */
+/* How long the agents may take to confirm, select and lock (their bound is below this). */
+#define PROMOTE_ASK_MS (120 * 1000)
+/* How long a started promotion is followed through the status. */
+#define PROMOTE_FOLLOW_MS (600 * 1000)
+#define PROMOTE_POLL_MS   250
+/* How long, after DONE, the new master's agent is given to report itself Master. */
+#define PROMOTE_SETTLE_MS (15 * 1000)
+
+/* pause_ms waits between two looks at the status. */
+static void pause_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL); /* IGNORE-BANNED: CLI only */
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* settled: the candidate's own agent reports it as the Master (or the wait is over). */
+static bool settled(const struct status_model *m, long long done_at)
+{
+	char host[EFM_HOST_MAX];
+	if (now_ms() - done_at >= PROMOTE_SETTLE_MS ||
+	    !address_split(m->failover.candidate, host, sizeof(host), NULL))
+		return true;
+	for (size_t i = 0; i < m->n_nodes; i++)
+		if (strcmp(m->nodes[i].address, host) == 0)
+			return m->nodes[i].type == NODE_MASTER;
+	return true;
+}
+
+/*
+ * follow_promotion prints the phases of promotion serial as the local
+ * agent's status shows them, then the cluster's status; 0 when it ended DONE.
+ */
+static int follow_promotion(const struct cli_ctx *ctx, const char *cluster, uint64_t serial)
+{
+	char shown[32] = "";
+	long long deadline = now_ms() + PROMOTE_FOLLOW_MS, done_at = 0;
+	int rc = CLI_EXIT_FAIL;
+	for (;;) {
+		cJSON *reply = NULL;
+		struct status_model m = {0};
+		bool got = fetch_status(ctx, cluster, &reply, &m) == CLI_EXIT_OK;
+		bool over = false;
+		if (got && m.failover.present && m.failover.serial >= serial) {
+			const char *phase = m.failover.serial > serial ? "DONE" : m.failover.phase;
+			if (strcmp(phase, shown) != 0) {
+				printf("  phase %s\n", phase);
+				fflush(stdout);
+				snprintf(shown, sizeof(shown), "%s", phase);
+			}
+			over = strcmp(phase, "ABORTED") == 0;
+			if (strcmp(phase, "DONE") == 0) {
+				/* the new master's agent takes its role at its next check */
+				if (done_at == 0)
+					done_at = now_ms();
+				over = settled(&m, done_at);
+			}
+			if (over) {
+				if (strcmp(phase, "ABORTED") == 0)
+					cli_error("cluster %s: the promotion was aborted: %s",
+					          cluster, m.failover.decision);
+				printf("\n");
+				status_render_text(stdout, &m);
+				rc = strcmp(phase, "DONE") == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+			}
+		}
+		status_free(&m);
+		cJSON_Delete(reply);
+		if (over)
+			return rc;
+		if (now_ms() >= deadline) {
+			cli_error(
+			    "cluster %s: promotion %llu has not ended after %d s; follow it with "
+			    "efm cluster-status",
+			    cluster, (unsigned long long)serial, PROMOTE_FOLLOW_MS / 1000);
+			return CLI_EXIT_FAIL;
+		}
+		pause_ms(PROMOTE_POLL_MS);
+	}
+}
+
+/* ask_promote sends the request once, with --yes when yes. */
+static cJSON *ask_promote(const struct cli_ctx *ctx, const char *cluster,
+                          const struct admin_arg_values *v, bool yes)
+{
+	char *args[5];
+	int n = 0;
+	char node[sizeof(v->address)];
+	if (v->switchover)
+		args[n++] = "-switchover";
+	if (yes)
+		args[n++] = "--yes";
+	if (v->has_address) {
+		snprintf(node, sizeof(node), "%s", v->address);
+		args[n++] = "-node";
+		args[n++] = node;
+	}
+	struct cli_ctx long_ctx = *ctx;
+	if (long_ctx.timeout_ms < PROMOTE_ASK_MS)
+		long_ctx.timeout_ms = PROMOTE_ASK_MS;
+	return cli_request(&long_ctx, cluster, "promote", n, args);
+}
+
+static bool confirm(const char *question);
+
+/* cli_promote: promote CLUSTER [-switchover] [-node ADDRESS] [--yes]. */
 int cli_promote(const struct cli_ctx *ctx, int argc, char **argv)
 {
-	char *sw[] = {"-switchover"};
 	struct admin_arg_values v;
 	int rc;
-	if (!cli_valid_cluster(argv[0]))
-		return cli_usage_error(ctx, "invalid cluster name \"%s\"", argv[0]);
+	const char *cluster = argv[0];
+	if (!cli_valid_cluster(cluster))
+		return cli_usage_error(ctx, "invalid cluster name \"%s\"", cluster);
 	if (!check_args(ctx, argc - 1, argv + 1, &v, &rc))
 		return rc;
-	/* One spelling on the wire, whichever the operator typed. */
-	return run_command(ctx, argv[0], v.switchover ? 1 : 0, v.switchover ? sw : NULL);
+	printf("Asking the cluster to %s%s%s...\n",
+	       v.switchover ? "switch over" : "promote a standby", v.has_address ? " to " : "",
+	       v.has_address ? v.address : "");
+	fflush(stdout);
+	cJSON *reply = ask_promote(ctx, cluster, &v, v.yes);
+	if (reply == NULL)
+		return CLI_EXIT_FAIL;
+	const cJSON *behind = cJSON_GetObjectItemCaseSensitive(reply, "behind_bytes");
+	if (!v.yes && cJSON_IsNumber(behind) && isatty(STDIN_FILENO)) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
+		printf("%s\n", cJSON_IsString(e) ? e->valuestring : "the candidate is behind");
+		if (!confirm("Promote it anyway?")) {
+			cJSON_Delete(reply);
+			cli_error("promote cancelled: nothing was promoted");
+			return CLI_EXIT_FAIL;
+		}
+		cJSON_Delete(reply);
+		reply = ask_promote(ctx, cluster, &v, true);
+		if (reply == NULL)
+			return CLI_EXIT_FAIL;
+	}
+	if (!reply_ok(reply, cluster)) {
+		cJSON_Delete(reply);
+		return CLI_EXIT_FAIL;
+	}
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
+	const cJSON *serial = cJSON_GetObjectItemCaseSensitive(reply, "serial");
+	printf("%s\n", cJSON_IsString(msg) ? msg->valuestring : "promotion started");
+	fflush(stdout);
+	uint64_t s =
+	    cJSON_IsNumber(serial) && serial->valuedouble >= 1 ? (uint64_t)serial->valuedouble : 0;
+	cJSON_Delete(reply);
+	if (s == 0) {
+		cli_error("cluster %s: the agent did not say which promotion started", cluster);
+		return CLI_EXIT_FAIL;
+	}
+	return follow_promotion(ctx, cluster, s);
 }
 
 /* cli_simple: commands that take only the cluster name (resume, stop-cluster). */

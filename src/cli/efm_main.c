@@ -46,10 +46,16 @@ static const struct cli_command commands[] = {
     {"node-status-json", "CLUSTER",
      "show this node's agent and database status as JSON; exit 0 when healthy",
      cli_node_status_json, 1, 1, false},
-    {"promote", "CLUSTER [-switchover]",
-     "promote the best standby now, ignoring auto.failover; -switchover also makes the old "
-     "master a standby of the new one",
-     cli_promote, 1, 2, false},
+    {"promote", "CLUSTER [-switchover] [-node ADDRESS] [--yes]",
+     "fail over now, whatever auto.failover says: once every agent confirms that the master "
+     "database is down, promote the most up-to-date standby (or the one -node names), fence "
+     "the old master, move the VIP and re-point the other standbys; it prints each phase and "
+     "the new status.  It refuses while the master database answers, when no standby can take "
+     "over, or while a promotion runs.  When the candidate received less WAL than the master "
+     "last reported it asks first; --yes accepts that loss (required when stdin is not a "
+     "terminal).  -switchover makes a planned change instead.\n\n"
+     "Example: efm promote acctg",
+     cli_promote, 1, 5, false},
     {"prop-check", "CLUSTER",
      "check the cluster's properties and nodes files without an agent; exit 0 when they are "
      "valid",

@@ -114,6 +114,7 @@ static void gather(struct failover *fo, struct fo_facts *f)
 	if (every < fo_remote_ms(fo))
 		every = fo_remote_ms(fo);
 	f->recheck_due = fo->hold_recheck && cluster_clock(fo->cl) - fo->hold_since_ms >= every;
+	fo_manual_facts(fo, f);
 }
 
 /* describe writes the facts a decision rests on, for the log and the status. */
@@ -271,8 +272,8 @@ static void start_select(struct failover *fo)
 		const struct clusterfsm_member *m = &st->members[i];
 		struct members_report rep;
 		if (m->role != CLUSTERFSM_STANDBY || strcmp(m->address, st->master) == 0 ||
-		    !cluster_member_report(fo->cl, m->id, &rep) || rep.role != CLUSTERFSM_STANDBY ||
-		    rep.db != CLUSTERFSM_UP)
+		    fo_manual_only(fo, m->address) || !cluster_member_report(fo->cl, m->id, &rep) ||
+		    rep.role != CLUSTERFSM_STANDBY || rep.db != CLUSTERFSM_UP)
 			continue;
 		char host[CLUSTERFSM_HOST_MAX];
 		fo_host_of(m->address, host, sizeof(host));
@@ -418,6 +419,11 @@ static void act(struct failover *fo, const struct fo_rule *r, const struct fo_fa
 	case FO_A_DRIVE:
 		fo_drive(fo);
 		return;
+	case FO_A_REFUSE:
+		/* manual.c answers the operator; in HOLDING wait for the next request */
+		if (r->next == FO_HOLDING)
+			hold(fo, false, NOTIFY_EVENT_COUNT, st->master);
+		return;
 	case FO_A_HOLD_ABORTED:
 		/* PROMOTION_FAILED was sent with the abort; try again after the recheck interval.
 		 */
@@ -441,12 +447,14 @@ static void abandon(struct failover *fo, const char *why)
 	fo->step_busy = fo->lock_pending = fo->record_pending = false;
 	fo->hold_notified = 0;
 	fo_watch_forget(fo);
+	fo_manual_drop(fo, "this agent stopped leading the cluster; try again");
 }
 
 void fo_coord_tick(struct failover *fo)
 {
 	if (fo->closed)
 		return;
+	fo_manual_note_master(fo);
 	if (!cluster_is_leader(fo->cl)) {
 		if (fo->ready_term != 0 || fo->state != FO_WATCHING)
 			abandon(fo, "this agent no longer leads the cluster");
@@ -481,6 +489,7 @@ void fo_coord_tick(struct failover *fo)
 		fo->hold_notified = 0;
 	fo->state = r->next;
 	act(fo, r, &f);
+	fo_manual_decided(fo, r);
 }
 
 void fo_coord_status(struct failover *fo, struct status_model *m)

@@ -49,10 +49,12 @@ static void on_locked(void *arg, int status, const struct clusterfsm_result *res
 		log_warning("failover: the promotion lock for %s was not taken: %s", x->address,
 		            status != 0 ? raft_strerror(status) : res->reason);
 		fo->state = FO_WATCHING;
+		fo_manual_locked(fo, false, status != 0 ? raft_strerror(status) : res->reason);
 	} else {
 		log_warning("failover: promotion %" PRIu64 " of %s begins",
 		            cluster_state(fo->cl)->lock.serial, x->address);
 		fo_notify(fo, NOTIFY_PROMOTION_STARTED, x->address, NULL);
+		fo_manual_locked(fo, true, "");
 	}
 	fo_kick(fo);
 	free(x);
@@ -67,12 +69,14 @@ void fo_take_lock(struct failover *fo)
 	                                                cluster_term(fo->cl), st->lock.serial)) {
 		free(x);
 		fo->state = FO_WATCHING;
+		fo_manual_locked(fo, false, "out of memory");
 		return;
 	}
 	fo->lock_pending = true;
 	if (cluster_propose(fo->cl, &cmd, on_locked, x) != 0) {
 		fo->lock_pending = false;
 		fo->state = FO_WATCHING;
+		fo_manual_locked(fo, false, "this agent could not propose it");
 		free(x);
 	}
 }

@@ -34,4 +34,20 @@ void fo_take_lock(struct failover *fo);
 /* fo_drive carries the committed promotion one step further (one step in flight at a time). */
 void fo_drive(struct failover *fo);
 
+/* manual.c: efm promote on the leader */
+/* fo_manual_peer takes a request forwarded by another agent ("fo-manual"). */
+void fo_manual_peer(struct failover *fo, struct rpc_conn *conn, const cJSON *msg);
+/* fo_manual_facts adds the pending request to the facts of a tick. */
+void fo_manual_facts(const struct failover *fo, struct fo_facts *f);
+/* fo_manual_note_master keeps the master's last reported WAL position (every agent, every tick). */
+void fo_manual_note_master(struct failover *fo);
+/* fo_manual_decided answers the request when rule r settles it. */
+void fo_manual_decided(struct failover *fo, const struct fo_rule *r);
+/* fo_manual_locked answers the request once its promotion lock is committed, or not. */
+void fo_manual_locked(struct failover *fo, bool ok, const char *why);
+/* fo_manual_only: the request names a candidate and address is not it. */
+bool fo_manual_only(const struct failover *fo, const char *address);
+/* fo_manual_drop refuses the pending request, if any, with why. */
+void fo_manual_drop(struct failover *fo, const char *why);
+
 #endif

@@ -15,6 +15,17 @@ static const struct fo_rule rules[] = {
     {FO_HOLDING, FO_EV_LOCK_ACTIVE, FO_G_ALWAYS, FO_A_DRIVE, FO_PROMOTING,
      "a promotion is in progress: resume it from its committed phase"},
 
+    /* efm promote: a manual failover, only from a master that is down. */
+    {FO_WATCHING, FO_EV_PROMOTE_ASKED, FO_G_NO_MASTER, FO_A_REFUSE, FO_WATCHING,
+     "efm promote: no master is recorded, so there is no failed master to replace"},
+    {FO_WATCHING, FO_EV_PROMOTE_ASKED, FO_G_MASTER_RUNNING, FO_A_REFUSE, FO_WATCHING,
+     "efm promote: the master agent reports its database running; promoting now would make "
+     "two masters (a planned change is efm promote -switchover)"},
+    {FO_WATCHING, FO_EV_PROMOTE_ASKED, FO_G_ALWAYS, FO_A_CONFIRM, FO_CONFIRMING,
+     "efm promote: check from every agent that the master database is down"},
+    {FO_HOLDING, FO_EV_PROMOTE_ASKED, FO_G_ALWAYS, FO_A_CONFIRM, FO_CONFIRMING,
+     "efm promote: check from every agent that the master database is down"},
+
     {FO_WATCHING, FO_EV_MASTER_UNKNOWN, FO_G_ALWAYS, FO_A_RECORD_MASTER, FO_WATCHING,
      "no master recorded and one member runs a master database: record it"},
     {FO_WATCHING, FO_EV_MASTER_DB_DOWN, FO_G_ALWAYS, FO_A_CONFIRM, FO_CONFIRMING,
@@ -29,6 +40,9 @@ static const struct fo_rule rules[] = {
      "an agent reached the master database: no failover"},
     {FO_CONFIRMING, FO_EV_UNVERIFIED, FO_G_ALWAYS, FO_A_HOLD_UNVERIFIED, FO_HOLDING,
      "some agent could not tell whether the master database runs: no failover yet"},
+    {FO_CONFIRMING, FO_EV_UNREACHED, FO_G_ASKED, FO_A_SELECT, FO_SELECTING,
+     "no agent reaches the master database and an operator asked for a promotion: choose the "
+     "standby to promote"},
     {FO_CONFIRMING, FO_EV_UNREACHED, FO_G_MANUAL, FO_A_HOLD_MANUAL, FO_HOLDING,
      "no agent reaches the master database and auto.failover=false: manual failover "
      "required"},
@@ -37,6 +51,9 @@ static const struct fo_rule rules[] = {
 
     {FO_SELECTING, FO_EV_MASTER_OK, FO_G_ALWAYS, FO_A_NONE, FO_WATCHING,
      "the master reports a running database again: no failover"},
+    {FO_SELECTING, FO_EV_CANDIDATE, FO_G_BEHIND, FO_A_REFUSE, FO_HOLDING,
+     "the best candidate received less WAL than the master last reported: the operator must "
+     "accept the loss (efm promote --yes)"},
     {FO_SELECTING, FO_EV_CANDIDATE, FO_G_ALWAYS, FO_A_LOCK, FO_PROMOTING,
      "promote the most up-to-date standby"},
     {FO_SELECTING, FO_EV_NO_CANDIDATE, FO_G_ALWAYS, FO_A_HOLD_NO_CANDIDATE, FO_HOLDING,
@@ -75,7 +92,7 @@ enum fo_event fo_event_of(enum fo_state s, const struct fo_facts *f)
 		return FO_EV_LOCK_ACTIVE;
 	switch (s) {
 	case FO_WATCHING:
-		return master_event(f);
+		return f->asked ? FO_EV_PROMOTE_ASKED : master_event(f);
 	case FO_CONFIRMING:
 		if (f->master_recorded && f->master_alive && f->master_running)
 			return FO_EV_MASTER_OK;
@@ -93,6 +110,8 @@ enum fo_event fo_event_of(enum fo_state s, const struct fo_facts *f)
 	case FO_HOLDING:
 		if (master_event(f) == FO_EV_MASTER_OK || !f->master_recorded)
 			return FO_EV_MASTER_OK;
+		if (f->asked)
+			return FO_EV_PROMOTE_ASKED;
 		return f->recheck_due ? FO_EV_RECHECK : FO_EV_NONE;
 	default:
 		return FO_EV_NONE;
@@ -108,6 +127,14 @@ static bool guard_holds(enum fo_guard g, const struct fo_facts *f)
 		return !f->auto_failover;
 	case FO_G_ABORTED:
 		return f->lock_aborted;
+	case FO_G_ASKED:
+		return f->asked;
+	case FO_G_NO_MASTER:
+		return !f->master_recorded;
+	case FO_G_MASTER_RUNNING:
+		return f->master_recorded && f->master_alive && f->master_running;
+	case FO_G_BEHIND:
+		return f->asked && !f->asked_yes && !f->auto_failover && f->candidate_behind;
 	default:
 		return true;
 	}
@@ -148,6 +175,7 @@ static const char *const event_names[] = {
     [FO_EV_LOCK_ACTIVE] = "promotion-active",
     [FO_EV_LOCK_ENDED] = "promotion-ended",
     [FO_EV_RECHECK] = "recheck-due",
+    [FO_EV_PROMOTE_ASKED] = "promote-asked",
 };
 
 static const char *const guard_names[] = {
@@ -155,6 +183,10 @@ static const char *const guard_names[] = {
     [FO_G_AUTO] = "auto.failover",
     [FO_G_MANUAL] = "!auto.failover",
     [FO_G_ABORTED] = "aborted",
+    [FO_G_ASKED] = "promote-asked",
+    [FO_G_NO_MASTER] = "no-master",
+    [FO_G_MASTER_RUNNING] = "master-running",
+    [FO_G_BEHIND] = "behind-unaccepted",
 };
 
 static const char *const action_names[] = {
@@ -169,6 +201,7 @@ static const char *const action_names[] = {
     [FO_A_LOCK] = "take-promotion-lock",
     [FO_A_DRIVE] = "drive-promotion",
     [FO_A_HOLD_ABORTED] = "hold-after-abort",
+    [FO_A_REFUSE] = "refuse-request",
 };
 
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == FO_STATE_COUNT, "state names");

@@ -40,14 +40,20 @@ enum fo_event {
 	FO_EV_LOCK_ACTIVE,    /* the replicated state holds an active promotion */
 	FO_EV_LOCK_ENDED,     /* the promotion ended (DONE or ABORTED) */
 	FO_EV_RECHECK,        /* holding long enough: look at the master again */
+	FO_EV_PROMOTE_ASKED,  /* an operator asked for a promotion (efm promote) */
 	FO_EVENT_COUNT
 };
 
 enum fo_guard {
 	FO_G_ALWAYS,
-	FO_G_AUTO,    /* auto.failover=true */
-	FO_G_MANUAL,  /* auto.failover=false */
-	FO_G_ABORTED, /* the promotion that just ended was aborted */
+	FO_G_AUTO,           /* auto.failover=true */
+	FO_G_MANUAL,         /* auto.failover=false */
+	FO_G_ABORTED,        /* the promotion that just ended was aborted */
+	FO_G_ASKED,          /* an operator's promotion request is pending */
+	FO_G_NO_MASTER,      /* no master is recorded */
+	FO_G_MASTER_RUNNING, /* the master agent is alive and reports its database running */
+	FO_G_BEHIND,         /* manual mode, the operator's request did not say --yes, and the
+	                        candidate is behind the master's last known WAL position */
 	FO_GUARD_COUNT
 };
 
@@ -63,6 +69,7 @@ enum fo_rule_action {
 	FO_A_LOCK,              /* commit the promotion lock for the candidate */
 	FO_A_DRIVE,             /* carry the committed promotion one phase further */
 	FO_A_HOLD_ABORTED,      /* wait before trying again after an aborted promotion */
+	FO_A_REFUSE,            /* refuse the operator's promotion request, saying why */
 	FO_ACTION_COUNT
 };
 
@@ -80,7 +87,10 @@ struct fo_facts {
 	int unverified;    /* probes that could not tell */
 	bool select_done;  /* the candidate probes have all answered */
 	bool have_candidate;
-	bool recheck_due; /* holding on a reachable/unverified master long enough */
+	bool recheck_due;      /* holding on a reachable/unverified master long enough */
+	bool asked;            /* an operator's promotion request is pending (efm promote) */
+	bool asked_yes;        /* ... and it accepts a candidate behind the master */
+	bool candidate_behind; /* the candidate received less WAL than the master last reported */
 };
 
 struct fo_rule {

@@ -4,6 +4,8 @@
  */
 #include "failover.h"
 
+#include "coord_int.h"
+
 #include <string.h>
 
 static void on_tick(void *arg)
@@ -73,6 +75,7 @@ void failover_init(struct failover *fo, uv_loop_t *loop, const struct efm_config
 
 void failover_close(struct failover *fo)
 {
+	fo_manual_drop(fo, "the agent is stopping");
 	fo->closed = true;
 	fo->gen++;
 	if (fo->kick_open) {

@@ -43,6 +43,8 @@
 #include "notify.h"
 
 struct fo_action;
+struct fo_manual;
+struct admin_request;
 
 /* What the failover engine needs from the agent. */
 struct failover_hooks {
@@ -114,6 +116,13 @@ struct failover {
 	int follow_pending, follow_failed;
 	bool lock_pending;
 
+	/* efm promote: the operator's request being handled (manual.c), NULL none */
+	struct fo_manual *manual;
+	/* the master's last reported WAL position, for the lag a manual promotion accepts */
+	char master_lsn_of[CLUSTERFSM_ADDR_MAX];
+	char master_lsn[32];
+	uint64_t master_lsn_value;
+
 	/* the other members as last seen (watch.c) */
 	struct fo_seen seen[CLUSTERFSM_MAX_NODES];
 	size_t n_seen;
@@ -150,6 +159,13 @@ bool failover_expects_master(const struct failover *fo);
 
 /* failover_isolation_ms: L, the lease a master must renew (see the file comment). */
 uint64_t failover_isolation_ms(uint64_t node_timeout_ms);
+
+/*
+ * failover_promote_command answers efm promote (admin socket): the request
+ * goes to the leader's coordinator, which answers once the promotion lock
+ * is taken or with the reason it refuses.
+ */
+void failover_promote_command(struct failover *fo, struct admin_request *req);
 
 /* coord.c */
 void fo_coord_tick(struct failover *fo);

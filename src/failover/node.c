@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coord_int.h"
 #include "dbmon.h"
 #include "failover.h"
 #include "fo_local.h"
@@ -456,6 +457,11 @@ void fo_node_request(struct failover *fo, struct rpc_conn *conn, const char *pee
                      const cJSON *msg)
 {
 	(void)peer_addr;
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(msg, "type");
+	if (cJSON_IsString(type) && strcmp(type->valuestring, "fo-manual") == 0) {
+		fo_manual_peer(fo, conn, msg);
+		return;
+	}
 	struct job *j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return;

@@ -244,8 +244,9 @@ class Agent:
             if not os.path.exists(copy):
                 shutil.copy(EFM, copy)
             cmd = ["runuser", "-u", user, "--", copy] + list(args)
+        # stdin is never a terminal: commands that would ask must be told --yes
         return subprocess.run(cmd, env=env or self.env(), capture_output=True, text=True,
-                              timeout=timeout)
+                              stdin=subprocess.DEVNULL, timeout=timeout)
 
     def node_status(self):
         r = self.efm("node-status-json", self.cluster.name, timeout=10)

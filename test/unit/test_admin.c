@@ -879,7 +879,18 @@ static void test_arg_check(void **state)
 	assert_true(v.switchover);
 	const char *now[] = {"--now"};
 	assert_false(admin_arg_check("promote", 1, now, &v, err, sizeof(err)));
-	assert_string_equal(err, "unexpected argument \"--now\" (expected -switchover)");
+	assert_string_equal(err, "unexpected argument \"--now\" (expected -switchover, --yes or "
+	                         "-node ADDRESS)");
+	const char *all[] = {"--yes", "-node", "10.0.0.2:7800", "-switchover"};
+	assert_true(admin_arg_check("promote", 4, all, &v, err, sizeof(err)));
+	assert_true(v.switchover && v.yes && v.has_address);
+	assert_string_equal(v.host, "10.0.0.2");
+	const char *twice[] = {"--yes", "-yes"};
+	assert_false(admin_arg_check("promote", 2, twice, &v, err, sizeof(err)));
+	assert_string_equal(err, "\"-yes\" given twice");
+	const char *bare[] = {"-node"};
+	assert_false(admin_arg_check("promote", 1, bare, &v, err, sizeof(err)));
+	assert_string_equal(err, "missing ADDRESS after -node");
 
 	cJSON *args = cJSON_Parse("[\"db1\", \"4294967297\"]");
 	assert_false(admin_arg_check_json("set-priority", args, &v, err, sizeof(err)));

@@ -204,6 +204,50 @@ static void test_table_sound(void **state)
 	assert_non_null(strstr(buf, "take-promotion-lock"));
 }
 
+/* efm promote: refused while the master runs or when none is recorded; confirmation first. */
+static void test_promote_asked(void **state)
+{
+	(void)state;
+	struct fo_facts f = healthy();
+	f.auto_failover = false;
+	f.asked = true;
+	const struct fo_rule *r = step(FO_WATCHING, &f);
+	assert_int_equal(r->action, FO_A_REFUSE);
+	assert_int_equal(r->next, FO_WATCHING);
+	f.master_recorded = false;
+	r = step(FO_WATCHING, &f);
+	assert_int_equal(r->action, FO_A_REFUSE);
+
+	struct fo_facts lost = {.master_recorded = true, .asked = true};
+	r = step(FO_WATCHING, &lost);
+	assert_int_equal(r->action, FO_A_CONFIRM);
+	/* manual mode holding on the lost master: the request confirms again */
+	assert_int_equal(step(FO_HOLDING, &lost)->action, FO_A_CONFIRM);
+	/* never past a reached master, whoever asked */
+	lost.confirm_done = true;
+	lost.reached = 1;
+	assert_int_equal(step(FO_CONFIRMING, &lost)->action, FO_A_HOLD_REACHABLE);
+	lost.reached = 0;
+	assert_int_equal(step(FO_CONFIRMING, &lost)->action, FO_A_SELECT);
+	lost.asked = false;
+	assert_int_equal(step(FO_CONFIRMING, &lost)->action, FO_A_HOLD_MANUAL);
+
+	/* a lagging candidate needs --yes in manual mode */
+	struct fo_facts sel = {.master_recorded = true,
+	                       .asked = true,
+	                       .select_done = true,
+	                       .have_candidate = true,
+	                       .candidate_behind = true};
+	r = step(FO_SELECTING, &sel);
+	assert_int_equal(r->action, FO_A_REFUSE);
+	assert_int_equal(r->next, FO_HOLDING);
+	sel.asked_yes = true;
+	assert_int_equal(step(FO_SELECTING, &sel)->action, FO_A_LOCK);
+	sel.asked_yes = false;
+	sel.candidate_behind = false;
+	assert_int_equal(step(FO_SELECTING, &sel)->action, FO_A_LOCK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -218,6 +262,7 @@ int main(void)
 	    cmocka_unit_test(test_resume_and_drive),
 	    cmocka_unit_test(test_holding),
 	    cmocka_unit_test(test_table_sound),
+	    cmocka_unit_test(test_promote_asked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
