@@ -532,6 +532,15 @@ static void fo_set_role(void *arg, enum node_type type, const char *why)
 	agent_set_type(arg, type, why);
 }
 
+static void fo_resume(void *arg, const struct db_sample *seen, const char *why)
+{
+	struct agent *a = arg;
+	if (a->mon == NULL || a->stopping)
+		return;
+	dbmon_resume(a->mon, seen);
+	agent_set_type(a, seen->role == DB_ROLE_MASTER ? NODE_MASTER : NODE_STANDBY, why);
+}
+
 static void fo_notify(void *arg, enum notify_event ev, const struct notify_args *args)
 {
 	emit(arg, ev, args);
@@ -552,6 +561,7 @@ static bool start_cluster(struct agent *a)
 	                            .role = fo_role,
 	                            .db_is_master = fo_db_is_master,
 	                            .set_role = fo_set_role,
+	                            .resume = fo_resume,
 	                            .notify = fo_notify};
 	failover_init(&a->fo, a->loop, a->cfg, a->password, a->cl, &fh);
 	return cluster_start(a->cl);

@@ -53,8 +53,14 @@ static const struct cli_command commands[] = {
      "the new status.  It refuses while the master database answers, when no standby can take "
      "over, or while a promotion runs.  When the candidate received less WAL than the master "
      "last reported it asks first; --yes accepts that loss (required when stdin is not a "
-     "terminal).  -switchover makes a planned change instead.\n\n"
-     "Example: efm promote acctg",
+     "terminal).\n\n"
+     "-switchover makes a planned change from a running master: it stops cleanly, the "
+     "standby (the most up-to-date, or -node ADDRESS) is promoted once it has received every "
+     "byte, the VIP moves, the other standbys follow and the old master restarts as a "
+     "standby of the new one.  If a step fails before the promotion, the old master is "
+     "started again.\n\n"
+     "Examples: efm promote acctg\n"
+     "          efm promote acctg -switchover -node 10.0.0.12",
      cli_promote, 1, 5, false},
     {"prop-check", "CLUSTER",
      "check the cluster's properties and nodes files without an agent; exit 0 when they are "

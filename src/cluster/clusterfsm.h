@@ -57,7 +57,7 @@
 #define CLUSTERFSM_SNAPSHOT_MAX                                                                    \
 	(24 + 8 + 2 * (2 + CLUSTERFSM_MAX_NODES * (2 + CLUSTERFSM_HOST_MAX)) + 2 +                 \
 	 CLUSTERFSM_MAX_NODES * (8 + 2 + CLUSTERFSM_ADDR_MAX + 3) +                                \
-	 2 * (2 + CLUSTERFSM_ADDR_MAX) + 8 + 1 + 8 + 8)
+	 3 * (2 + CLUSTERFSM_ADDR_MAX) + 8 + 1 + 8 + 8 + 1)
 
 /* Same order as status.h's enum node_type, so the status model can map 1:1. */
 enum clusterfsm_role {
@@ -113,6 +113,14 @@ struct clusterfsm_lock {
 	uint64_t term;                       /* raft term of the leader that took it */
 	enum clusterfsm_phase phase;
 	uint64_t serial; /* 0 before the first lock, +1 per lock */
+	/*
+	 * A planned switchover (efm promote -switchover): FENCING stops the
+	 * running master cleanly and waits for the candidate to receive its
+	 * last WAL; RECONFIGURING restarts the old master as a standby; an
+	 * abort restarts it as the master.
+	 */
+	bool switchover;
+	char from[CLUSTERFSM_ADDR_MAX]; /* the master recorded when the lock was taken, "" none */
 };
 
 /* Copyable by value; no pointers inside.  Initialise with clusterfsm_init. */
@@ -182,6 +190,7 @@ struct clusterfsm_cmd {
 	uint64_t serial;
 	enum clusterfsm_phase from;
 	enum clusterfsm_phase to;
+	bool switchover; /* PROMOTION_LOCK: a planned switchover */
 };
 
 /* clusterfsm_init makes the empty state: no hosts, no members, no lock. */
@@ -213,6 +222,9 @@ bool clusterfsm_cmd_member_join(struct clusterfsm_cmd *c, uint64_t id, const cha
 void clusterfsm_cmd_member_leave(struct clusterfsm_cmd *c, uint64_t id);
 void clusterfsm_cmd_member_update(struct clusterfsm_cmd *c, uint64_t id, enum clusterfsm_role role,
                                   enum clusterfsm_up agent, enum clusterfsm_up db);
+/* clusterfsm_cmd_switchover_lock: PROMOTION_LOCK for a planned switchover to candidate. */
+bool clusterfsm_cmd_switchover_lock(struct clusterfsm_cmd *c, const char *candidate, uint64_t term,
+                                    uint64_t expected_serial);
 bool clusterfsm_cmd_promotion_lock(struct clusterfsm_cmd *c, const char *candidate, uint64_t term,
                                    uint64_t expected_serial);
 void clusterfsm_cmd_promotion_phase(struct clusterfsm_cmd *c, uint64_t serial,

@@ -23,7 +23,7 @@
 
 #define ENTRY_MAGIC  "EFMC"
 #define SNAP_MAGIC   "EFMS"
-#define FORMAT       1
+#define FORMAT       2 /* 2: the promotion lock carries switchover and from */
 #define ENTRY_HEADER 8
 #define SNAP_HEADER  12
 
@@ -105,6 +105,14 @@ bool clusterfsm_cmd_promotion_lock(struct clusterfsm_cmd *c, const char *candida
 	c->term = term;
 	c->serial = expected_serial;
 	return set_addr(c, candidate);
+}
+
+bool clusterfsm_cmd_switchover_lock(struct clusterfsm_cmd *c, const char *candidate, uint64_t term,
+                                    uint64_t expected_serial)
+{
+	bool ok = clusterfsm_cmd_promotion_lock(c, candidate, term, expected_serial);
+	c->switchover = true;
+	return ok;
 }
 
 /* clusterfsm_cmd_promotion_phase builds PROMOTION_PHASE. */
@@ -299,6 +307,7 @@ static void put_payload(struct wbuf *w, const struct clusterfsm_cmd *c)
 		put_str(w, c->address);
 		put_uint(w, c->term, 8);
 		put_uint(w, c->serial, 8);
+		put_uint(w, c->switchover, 1);
 		break;
 	case CLUSTERFSM_PROMOTION_PHASE:
 		put_uint(w, c->serial, 8);
@@ -343,6 +352,7 @@ static void get_payload(struct rbuf *r, struct clusterfsm_cmd *c)
 		get_str(r, c->address, sizeof(c->address));
 		c->term = get_uint(r, 8);
 		c->serial = get_uint(r, 8);
+		c->switchover = get_enum(r, 1) != 0;
 		break;
 	case CLUSTERFSM_PROMOTION_PHASE:
 		c->serial = get_uint(r, 8);
@@ -435,6 +445,8 @@ ssize_t clusterfsm_snapshot_encode(const struct cluster_state *s, void *buf, siz
 	put_uint(&w, s->lock.term, 8);
 	put_uint(&w, s->lock.phase, 1);
 	put_uint(&w, s->lock.serial, 8);
+	put_uint(&w, s->lock.switchover, 1);
+	put_str(&w, s->lock.from);
 	if (w.overflow)
 		return -ENOSPC;
 	body = w.pos - SNAP_HEADER;
@@ -550,6 +562,8 @@ int clusterfsm_snapshot_restore(struct cluster_state *s, const void *buf, size_t
 	t.lock.term = get_uint(&r, 8);
 	t.lock.phase = get_enum(&r, CLUSTERFSM_PHASE_ABORTED);
 	t.lock.serial = get_uint(&r, 8);
+	t.lock.switchover = get_enum(&r, 1) != 0;
+	get_str(&r, t.lock.from, sizeof(t.lock.from));
 	if (r.bad || r.pos != r.len || !padding_ok(buf, r.len, len) || !state_consistent(&t))
 		return -EINVAL;
 	*s = t;

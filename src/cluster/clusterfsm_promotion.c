@@ -53,6 +53,8 @@ enum clusterfsm_code clusterfsm_do_promotion_lock(struct cluster_state *s,
 	snprintf(l->candidate, sizeof(l->candidate), "%s", m->address);
 	l->term = c->term;
 	l->phase = CLUSTERFSM_PHASE_FENCING;
+	l->switchover = c->switchover;
+	snprintf(l->from, sizeof(l->from), "%s", s->master);
 	l->serial++;
 	return clusterfsm_verdict(r, CLUSTERFSM_OK, "%s", "");
 }

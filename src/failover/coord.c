@@ -478,8 +478,13 @@ void fo_coord_tick(struct failover *fo)
 	if (!(r->action == FO_A_DRIVE && fo->state == FO_PROMOTING)) {
 		char facts[400];
 		describe(fo, &f, facts, sizeof(facts));
-		snprintf(fo->decision, sizeof(fo->decision), "%s -> %s: %s (%s)",
-		         fo_state_name(fo->state), fo_rule_action_name(r->action), r->why, facts);
+		if (r->action == FO_A_HOLD_ABORTED && fo->aborted[0] != '\0')
+			/* what failed stays in the status, not only in the log */
+			snprintf(fo->decision, sizeof(fo->decision), "%s; %s", fo->aborted, r->why);
+		else
+			snprintf(fo->decision, sizeof(fo->decision), "%s -> %s: %s (%s)",
+			         fo_state_name(fo->state), fo_rule_action_name(r->action), r->why,
+			         facts);
 		if (r->action == FO_A_NONE && r->next == FO_WATCHING)
 			log_info("failover: %s", fo->decision);
 		else

@@ -28,7 +28,7 @@
 /* Pause between attempts of a step, ms. */
 #define STEP_RETRY_MS 1000
 
-static uint64_t step_timeout(const struct failover *fo)
+uint64_t fo_step_timeout(const struct failover *fo)
 {
 	/* a step may run pg_ctl, a user script and pg_promote on the other side */
 	return fo_remote_ms(fo) + 60000;
@@ -65,8 +65,12 @@ void fo_take_lock(struct failover *fo)
 	const struct cluster_state *st = cluster_state(fo->cl);
 	struct clusterfsm_cmd cmd;
 	struct fo_ctx *x = fo_ctx_new(fo, fo->best.address);
-	if (x == NULL || !clusterfsm_cmd_promotion_lock(&cmd, fo->best.address,
-	                                                cluster_term(fo->cl), st->lock.serial)) {
+	bool ok = fo_manual_switchover(fo)
+	              ? clusterfsm_cmd_switchover_lock(&cmd, fo->best.address, cluster_term(fo->cl),
+	                                               st->lock.serial)
+	              : clusterfsm_cmd_promotion_lock(&cmd, fo->best.address, cluster_term(fo->cl),
+	                                              st->lock.serial);
+	if (x == NULL || !ok) {
 		free(x);
 		fo->state = FO_WATCHING;
 		fo_manual_locked(fo, false, "out of memory");
@@ -118,9 +122,13 @@ static void advance(struct failover *fo, enum clusterfsm_phase from, enum cluste
 	propose_step(fo, &cmd);
 }
 
-static void release(struct failover *fo, bool done, const char *why)
+void fo_release(struct failover *fo, bool done, const char *why)
 {
 	const struct cluster_state *st = cluster_state(fo->cl);
+	if (!done && st->lock.switchover && !fo->sw_restarted) {
+		fo_switch_abort(fo, why);
+		return;
+	}
 	struct clusterfsm_cmd cmd;
 	clusterfsm_cmd_promotion_release(&cmd, st->lock.serial, done);
 	if (done) {
@@ -130,6 +138,9 @@ static void release(struct failover *fo, bool done, const char *why)
 	} else {
 		log_severe("failover: promotion %" PRIu64 " of %s aborted: %s", st->lock.serial,
 		           st->lock.candidate, why);
+		snprintf(fo->aborted, sizeof(fo->aborted),
+		         "promotion %" PRIu64 " of %s aborted: %s", st->lock.serial,
+		         st->lock.candidate, why);
 		fo_notify(fo, NOTIFY_PROMOTION_FAILED, st->lock.candidate, why);
 	}
 	snprintf(fo->decision, sizeof(fo->decision), "promotion %" PRIu64 " of %s %s%s%s",
@@ -139,7 +150,7 @@ static void release(struct failover *fo, bool done, const char *why)
 }
 
 /* step_failed counts a failed attempt; true when the step has no attempt left. */
-static bool step_failed(struct failover *fo, const char *what)
+bool fo_step_failed(struct failover *fo, const char *what)
 {
 	fo->step_busy = false;
 	fo->step_retry_at = cluster_clock(fo->cl) + STEP_RETRY_MS;
@@ -147,12 +158,12 @@ static bool step_failed(struct failover *fo, const char *what)
 	return ++fo->step_failures >= STEP_ATTEMPTS;
 }
 
-static bool answer_ok(int status, const cJSON *reply)
+bool fo_answer_ok(int status, const cJSON *reply)
 {
 	return status == 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"));
 }
 
-static const char *answer_detail(int status, const cJSON *reply)
+const char *fo_answer_detail(int status, const cJSON *reply)
 {
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(reply, "detail");
 	if (status != 0)
@@ -161,7 +172,7 @@ static const char *answer_detail(int status, const cJSON *reply)
 }
 
 /* send_step sends one request of the current phase; false when it could not be sent. */
-static bool send_step(struct failover *fo, const char *type, const char *to, rpc_call_cb cb)
+bool fo_send_step(struct failover *fo, const char *type, const char *to, rpc_call_cb cb)
 {
 	cJSON *req = rpc_msg(type);
 	struct fo_ctx *x = fo_ctx_new(fo, to);
@@ -171,7 +182,7 @@ static bool send_step(struct failover *fo, const char *type, const char *to, rpc
 		return false;
 	}
 	fo->step_busy = true;
-	if (fo_call(fo, to, req, step_timeout(fo), cb, x) != 0) {
+	if (fo_call(fo, to, req, fo_step_timeout(fo), cb, x) != 0) {
 		free(x);
 		fo->step_busy = false;
 		return false;
@@ -204,7 +215,7 @@ static void on_demoted(void *arg, int status, const struct clusterfsm_result *re
  * becomes Idle first (the replicated state admits one Master member, and
  * the candidate reports itself Master as soon as it is promoted).
  */
-static void fenced(struct failover *fo)
+void fo_fenced(struct failover *fo)
 {
 	const struct cluster_state *st = cluster_state(fo->cl);
 	const struct clusterfsm_member *old = clusterfsm_member_by_host(st, st->master);
@@ -232,16 +243,16 @@ static void on_fenced(void *arg, int status, const cJSON *reply)
 		free(x);
 		return;
 	}
-	if (answer_ok(status, reply)) {
+	if (fo_answer_ok(status, reply)) {
 		log_warning("failover: old master %s fenced: %s", x->address,
-		            answer_detail(status, reply));
-		fenced(fo);
+		            fo_answer_detail(status, reply));
+		fo_fenced(fo);
 	} else {
 		char what[600];
 		snprintf(what, sizeof(what), "fencing the old master %s failed: %s", x->address,
-		         answer_detail(status, reply));
-		if (step_failed(fo, what))
-			release(fo, false, what);
+		         fo_answer_detail(status, reply));
+		if (fo_step_failed(fo, what))
+			fo_release(fo, false, what);
 	}
 	free(x);
 }
@@ -266,13 +277,13 @@ static void drive_fence(struct failover *fo)
 		    st->master, old == NULL ? "(and removed) for over " : "for ",
 		    (unsigned long long)silent,
 		    (unsigned long long)failover_isolation_ms(cluster_node_timeout_ms(fo->cl)));
-		fenced(fo);
+		fo_fenced(fo);
 		return;
 	}
 	log_warning("failover: asking the old master %s to fence its database", st->master);
-	if (!send_step(fo, "fo-fence", old->address, on_fenced) &&
-	    step_failed(fo, "cannot ask the old master to fence"))
-		release(fo, false, "cannot ask the old master to fence");
+	if (!fo_send_step(fo, "fo-fence", old->address, on_fenced) &&
+	    fo_step_failed(fo, "cannot ask the old master to fence"))
+		fo_release(fo, false, "cannot ask the old master to fence");
 }
 
 /* ---- PROMOTING ---- */
@@ -331,8 +342,8 @@ static void on_candidate_db(void *arg, const struct db_probe_result *r)
 		 */
 		uint64_t silent = cluster_clock(fo->cl) - fo->step_since_ms;
 		bool gone = silent >= 2 * cluster_node_timeout_ms(fo->cl);
-		if (step_failed(fo, what) && (r->ok || gone))
-			release(fo, false, what);
+		if (fo_step_failed(fo, what) && (r->ok || gone))
+			fo_release(fo, false, what);
 		else if (fo->step_failures >= STEP_ATTEMPTS)
 			fo->step_failures = STEP_ATTEMPTS - 1; /* keep trying: it may yet answer */
 	}
@@ -347,7 +358,7 @@ static void on_promoted(void *arg, int status, const cJSON *reply)
 		free(x);
 		return;
 	}
-	const char *detail = answer_detail(status, reply);
+	const char *detail = fo_answer_detail(status, reply);
 	bool promoted =
 	    status == 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "promoted"));
 	bool refused =
@@ -361,7 +372,7 @@ static void on_promoted(void *arg, int status, const cJSON *reply)
 		char what[600];
 		snprintf(what, sizeof(what), "%s refused: %s", x->address, detail);
 		fo->step_busy = false;
-		release(fo, false, what);
+		fo_release(fo, false, what);
 	} else {
 		/*
 		 * No answer, or the promotion failed: the database may have been
@@ -386,9 +397,9 @@ static void drive_promote(struct failover *fo)
 {
 	const struct cluster_state *st = cluster_state(fo->cl);
 	log_warning("failover: asking %s to promote its database", st->lock.candidate);
-	if (!send_step(fo, "fo-promote", st->lock.candidate, on_promoted) &&
-	    step_failed(fo, "cannot ask the candidate to promote"))
-		release(fo, false, "cannot ask the candidate to promote");
+	if (!fo_send_step(fo, "fo-promote", st->lock.candidate, on_promoted) &&
+	    fo_step_failed(fo, "cannot ask the candidate to promote"))
+		fo_release(fo, false, "cannot ask the candidate to promote");
 }
 
 /* ---- VIP ---- */
@@ -401,8 +412,8 @@ static void on_vip(void *arg, int status, const cJSON *reply)
 		free(x);
 		return;
 	}
-	if (status == 0 || step_failed(fo, "the new master did not answer the VIP step")) {
-		log_info("failover: %s: %s", x->address, answer_detail(status, reply));
+	if (status == 0 || fo_step_failed(fo, "the new master did not answer the VIP step")) {
+		log_info("failover: %s: %s", x->address, fo_answer_detail(status, reply));
 		fo->step_busy = true;
 		advance(fo, CLUSTERFSM_PHASE_VIP, CLUSTERFSM_PHASE_RECONFIGURING);
 	}
@@ -412,8 +423,8 @@ static void on_vip(void *arg, int status, const cJSON *reply)
 static void drive_vip(struct failover *fo)
 {
 	const struct cluster_state *st = cluster_state(fo->cl);
-	if (!send_step(fo, "fo-vip", st->lock.candidate, on_vip) &&
-	    step_failed(fo, "cannot ask the new master to take the VIP")) {
+	if (!fo_send_step(fo, "fo-vip", st->lock.candidate, on_vip) &&
+	    fo_step_failed(fo, "cannot ask the new master to take the VIP")) {
 		fo->step_busy = true;
 		advance(fo, CLUSTERFSM_PHASE_VIP, CLUSTERFSM_PHASE_RECONFIGURING);
 	}
@@ -421,11 +432,11 @@ static void drive_vip(struct failover *fo)
 
 /* ---- RECONFIGURING ---- */
 
-static void follow_end(struct failover *fo)
+void fo_follow_end(struct failover *fo)
 {
 	if (--fo->follow_pending > 0)
 		return;
-	release(fo, true, "");
+	fo_release(fo, true, "");
 }
 
 static void on_followed(void *arg, int status, const cJSON *reply)
@@ -436,17 +447,17 @@ static void on_followed(void *arg, int status, const cJSON *reply)
 		free(x);
 		return;
 	}
-	if (!answer_ok(status, reply)) {
+	if (!fo_answer_ok(status, reply)) {
 		log_warning("failover: standby %s did not follow the new master: %s", x->address,
-		            answer_detail(status, reply));
+		            fo_answer_detail(status, reply));
 		fo_notify(fo, NOTIFY_STANDBY_NOT_RECONFIGURED, x->address,
-		          answer_detail(status, reply));
+		          fo_answer_detail(status, reply));
 	} else {
 		log_info("failover: standby %s follows the new master (%s)", x->address,
-		         answer_detail(status, reply));
+		         fo_answer_detail(status, reply));
 	}
 	free(x);
-	follow_end(fo);
+	fo_follow_end(fo);
 }
 
 static void drive_reconfigure(struct failover *fo)
@@ -478,14 +489,16 @@ static void drive_reconfigure(struct failover *fo)
 		cJSON_AddNumberToObject(req, "port", fo->cfg->db_port);
 		fo->follow_pending++;
 		log_info("failover: asking standby %s to follow %s", m->address, cand);
-		if (fo_call(fo, m->address, req, step_timeout(fo), on_followed, x) != 0) {
+		if (fo_call(fo, m->address, req, fo_step_timeout(fo), on_followed, x) != 0) {
 			free(x);
 			fo->follow_pending--;
 			fo_notify(fo, NOTIFY_STANDBY_NOT_RECONFIGURED, m->address,
 			          "cannot reach its agent");
 		}
 	}
-	follow_end(fo);
+	if (st->lock.switchover)
+		fo_switch_rejoin(fo);
+	fo_follow_end(fo);
 }
 
 void fo_drive(struct failover *fo)
@@ -499,13 +512,18 @@ void fo_drive(struct failover *fo)
 		fo->step_phase = (int)l->phase;
 		fo->step_failures = 0;
 		fo->step_since_ms = cluster_clock(fo->cl);
+		fo->sw_final[0] = '\0';
+		fo->sw_restarted = fo->sw_restarting = false;
 		snprintf(fo->decision, sizeof(fo->decision),
 		         "promotion %" PRIu64 " of %s: phase %s", l->serial, l->candidate,
 		         clusterfsm_phase_name(l->phase));
 	}
 	switch (l->phase) {
 	case CLUSTERFSM_PHASE_FENCING:
-		drive_fence(fo);
+		if (l->switchover)
+			fo_switch_fence(fo);
+		else
+			drive_fence(fo);
 		break;
 	case CLUSTERFSM_PHASE_PROMOTING:
 		drive_promote(fo);

@@ -29,10 +29,40 @@ void fo_host_of(const char *address, char *host, size_t len);
 void fo_notify(struct failover *fo, enum notify_event ev, const char *node, const char *error);
 
 /* coord_drive.c */
+/* the bound of one step: it may run pg_ctl, a user script and pg_promote on the other side */
+uint64_t fo_step_timeout(const struct failover *fo);
+/* fo_release ends the promotion, DONE or ABORTED with why (a switchover first restarts its master)
+ */
+void fo_release(struct failover *fo, bool done, const char *why);
+/* fo_step_failed counts a failed attempt; true when the step has no attempt left. */
+bool fo_step_failed(struct failover *fo, const char *what);
+bool fo_answer_ok(int status, const cJSON *reply);
+const char *fo_answer_detail(int status, const cJSON *reply);
+/* fo_send_step sends one request of the current phase; false when it could not be sent. */
+bool fo_send_step(struct failover *fo, const char *type, const char *to, rpc_call_cb cb);
+/* fo_fenced records the old master Idle and moves to PROMOTING. */
+void fo_fenced(struct failover *fo);
+/* fo_follow_end: one re-pointing of RECONFIGURING ended; the last one releases DONE. */
+void fo_follow_end(struct failover *fo);
+
+/* coord_switch.c: the phases of a switchover that differ from a failover's */
+/* fo_switch_fence: stop the running master cleanly, wait until the candidate has its WAL. */
+void fo_switch_fence(struct failover *fo);
+/* fo_switch_rejoin: in RECONFIGURING, restart the old master as a standby (one follow_pending). */
+void fo_switch_rejoin(struct failover *fo);
+/* fo_switch_abort: start the old master again, then release ABORTED with why. */
+void fo_switch_abort(struct failover *fo, const char *why);
 /* fo_take_lock commits the promotion lock for fo->best. */
 void fo_take_lock(struct failover *fo);
 /* fo_drive carries the committed promotion one step further (one step in flight at a time). */
 void fo_drive(struct failover *fo);
+
+/*
+ * node_switch.c: a switchover's requests on this node; false when msg is
+ * none of them.  The answer goes to conn, or to reply(reply_arg, ...).
+ */
+bool fo_switch_request(struct failover *fo, const cJSON *msg, struct rpc_conn *conn,
+                       rpc_call_cb reply, void *reply_arg);
 
 /* manual.c: efm promote on the leader */
 /* fo_manual_peer takes a request forwarded by another agent ("fo-manual"). */
@@ -47,6 +77,8 @@ void fo_manual_decided(struct failover *fo, const struct fo_rule *r);
 void fo_manual_locked(struct failover *fo, bool ok, const char *why);
 /* fo_manual_only: the request names a candidate and address is not it. */
 bool fo_manual_only(const struct failover *fo, const char *address);
+/* fo_manual_switchover: the pending request is a switchover. */
+bool fo_manual_switchover(const struct failover *fo);
 /* fo_manual_drop refuses the pending request, if any, with why. */
 void fo_manual_drop(struct failover *fo, const char *why);
 

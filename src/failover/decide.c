@@ -25,6 +25,15 @@ static const struct fo_rule rules[] = {
      "efm promote: check from every agent that the master database is down"},
     {FO_HOLDING, FO_EV_PROMOTE_ASKED, FO_G_ALWAYS, FO_A_CONFIRM, FO_CONFIRMING,
      "efm promote: check from every agent that the master database is down"},
+    /* efm promote -switchover: a planned change, only from a running master. */
+    {FO_WATCHING, FO_EV_SWITCHOVER_ASKED, FO_G_MASTER_RUNNING, FO_A_SELECT, FO_SELECTING,
+     "efm promote -switchover: choose the standby to take over from the running master"},
+    {FO_WATCHING, FO_EV_SWITCHOVER_ASKED, FO_G_ALWAYS, FO_A_REFUSE, FO_WATCHING,
+     "efm promote -switchover: the master is not running; a failed master is replaced with "
+     "efm promote"},
+    {FO_HOLDING, FO_EV_SWITCHOVER_ASKED, FO_G_ALWAYS, FO_A_REFUSE, FO_HOLDING,
+     "efm promote -switchover: the master is not running; a failed master is replaced with "
+     "efm promote"},
 
     {FO_WATCHING, FO_EV_MASTER_UNKNOWN, FO_G_ALWAYS, FO_A_RECORD_MASTER, FO_WATCHING,
      "no master recorded and one member runs a master database: record it"},
@@ -92,7 +101,9 @@ enum fo_event fo_event_of(enum fo_state s, const struct fo_facts *f)
 		return FO_EV_LOCK_ACTIVE;
 	switch (s) {
 	case FO_WATCHING:
-		return f->asked ? FO_EV_PROMOTE_ASKED : master_event(f);
+		if (f->asked)
+			return f->asked_switchover ? FO_EV_SWITCHOVER_ASKED : FO_EV_PROMOTE_ASKED;
+		return master_event(f);
 	case FO_CONFIRMING:
 		if (f->master_recorded && f->master_alive && f->master_running)
 			return FO_EV_MASTER_OK;
@@ -102,7 +113,9 @@ enum fo_event fo_event_of(enum fo_state s, const struct fo_facts *f)
 		       : f->unverified > 0 ? FO_EV_UNVERIFIED
 		                           : FO_EV_UNREACHED;
 	case FO_SELECTING:
-		if (f->master_recorded && f->master_alive && f->master_running)
+		/* a switchover selects beside the running master it replaces */
+		if (f->master_recorded && f->master_alive && f->master_running &&
+		    !f->asked_switchover)
 			return FO_EV_MASTER_OK;
 		if (!f->select_done)
 			return FO_EV_NONE;
@@ -111,7 +124,7 @@ enum fo_event fo_event_of(enum fo_state s, const struct fo_facts *f)
 		if (master_event(f) == FO_EV_MASTER_OK || !f->master_recorded)
 			return FO_EV_MASTER_OK;
 		if (f->asked)
-			return FO_EV_PROMOTE_ASKED;
+			return f->asked_switchover ? FO_EV_SWITCHOVER_ASKED : FO_EV_PROMOTE_ASKED;
 		return f->recheck_due ? FO_EV_RECHECK : FO_EV_NONE;
 	default:
 		return FO_EV_NONE;
@@ -134,7 +147,9 @@ static bool guard_holds(enum fo_guard g, const struct fo_facts *f)
 	case FO_G_MASTER_RUNNING:
 		return f->master_recorded && f->master_alive && f->master_running;
 	case FO_G_BEHIND:
-		return f->asked && !f->asked_yes && !f->auto_failover && f->candidate_behind;
+		/* a switchover's candidate catches up once the master stopped cleanly */
+		return f->asked && !f->asked_yes && !f->asked_switchover && !f->auto_failover &&
+		       f->candidate_behind;
 	default:
 		return true;
 	}
@@ -176,6 +191,7 @@ static const char *const event_names[] = {
     [FO_EV_LOCK_ENDED] = "promotion-ended",
     [FO_EV_RECHECK] = "recheck-due",
     [FO_EV_PROMOTE_ASKED] = "promote-asked",
+    [FO_EV_SWITCHOVER_ASKED] = "switchover-asked",
 };
 
 static const char *const guard_names[] = {

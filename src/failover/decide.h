@@ -27,20 +27,21 @@ enum fo_state {
 };
 
 enum fo_event {
-	FO_EV_NONE,           /* nothing new */
-	FO_EV_MASTER_OK,      /* the master agent is alive and reports a running master */
-	FO_EV_MASTER_UNKNOWN, /* no master record while a member reports a running master */
-	FO_EV_MASTER_DB_DOWN, /* the master agent is alive but reports its database down */
-	FO_EV_MASTER_LOST,    /* the master agent has been silent for the node timeout */
-	FO_EV_REACHED,        /* a confirmation probe reached the master database */
-	FO_EV_UNVERIFIED,     /* no probe reached it, but some could not tell */
-	FO_EV_UNREACHED,      /* every confirmation probe says the database is down */
-	FO_EV_CANDIDATE,      /* a standby database qualifies for promotion */
-	FO_EV_NO_CANDIDATE,   /* none does */
-	FO_EV_LOCK_ACTIVE,    /* the replicated state holds an active promotion */
-	FO_EV_LOCK_ENDED,     /* the promotion ended (DONE or ABORTED) */
-	FO_EV_RECHECK,        /* holding long enough: look at the master again */
-	FO_EV_PROMOTE_ASKED,  /* an operator asked for a promotion (efm promote) */
+	FO_EV_NONE,             /* nothing new */
+	FO_EV_MASTER_OK,        /* the master agent is alive and reports a running master */
+	FO_EV_MASTER_UNKNOWN,   /* no master record while a member reports a running master */
+	FO_EV_MASTER_DB_DOWN,   /* the master agent is alive but reports its database down */
+	FO_EV_MASTER_LOST,      /* the master agent has been silent for the node timeout */
+	FO_EV_REACHED,          /* a confirmation probe reached the master database */
+	FO_EV_UNVERIFIED,       /* no probe reached it, but some could not tell */
+	FO_EV_UNREACHED,        /* every confirmation probe says the database is down */
+	FO_EV_CANDIDATE,        /* a standby database qualifies for promotion */
+	FO_EV_NO_CANDIDATE,     /* none does */
+	FO_EV_LOCK_ACTIVE,      /* the replicated state holds an active promotion */
+	FO_EV_LOCK_ENDED,       /* the promotion ended (DONE or ABORTED) */
+	FO_EV_RECHECK,          /* holding long enough: look at the master again */
+	FO_EV_PROMOTE_ASKED,    /* an operator asked for a promotion (efm promote) */
+	FO_EV_SWITCHOVER_ASKED, /* an operator asked for a switchover (efm promote -switchover) */
 	FO_EVENT_COUNT
 };
 
@@ -90,6 +91,7 @@ struct fo_facts {
 	bool recheck_due;      /* holding on a reachable/unverified master long enough */
 	bool asked;            /* an operator's promotion request is pending (efm promote) */
 	bool asked_yes;        /* ... and it accepts a candidate behind the master */
+	bool asked_switchover; /* ... and it is a planned switchover */
 	bool candidate_behind; /* the candidate received less WAL than the master last reported */
 };
 

@@ -44,6 +44,7 @@
 
 struct fo_action;
 struct fo_manual;
+struct db_sample;
 struct admin_request;
 
 /* What the failover engine needs from the agent. */
@@ -55,6 +56,8 @@ struct failover_hooks {
 	bool (*db_is_master)(void *arg);
 	/* move the agent's role, with the reason for the log */
 	void (*set_role)(void *arg, enum node_type type, const char *why);
+	/* watch the local database again (it was stopped and started by a switchover) */
+	void (*resume)(void *arg, const struct db_sample *seen, const char *why);
 	/* send a notification */
 	void (*notify)(void *arg, enum notify_event ev, const struct notify_args *args);
 };
@@ -89,6 +92,7 @@ struct failover {
 	uint64_t ready_term;   /* term whose barrier entry has been applied */
 	uint64_t barrier_term; /* term of the barrier in flight, 0 none */
 	char decision[512];    /* the latest decision, for logs and the status */
+	char aborted[512];     /* why the last promotion was aborted, for the decision after */
 	char claimed[CLUSTERFSM_ADDR_MAX]; /* the member that runs a master, none recorded */
 	bool record_pending;               /* SET_MASTER of claimed in flight */
 	bool warned_claims;                /* logged that several members run a master */
@@ -114,6 +118,11 @@ struct failover {
 	uint64_t step_retry_at;
 	uint64_t step_since_ms; /* when this agent began driving the current phase */
 	int follow_pending, follow_failed;
+	/* a switchover (coord_switch.c) */
+	char sw_final[32]; /* the stopped master's final position, "" not known yet */
+	uint64_t sw_final_value;
+	bool sw_restarted; /* the abort restarted the old master: release now */
+	bool sw_restarting;
 	bool lock_pending;
 
 	/* efm promote: the operator's request being handled (manual.c), NULL none */

@@ -131,3 +131,19 @@ bool fo_conninfo_repoint(const char *cur, const char *host, int port, char *out,
 		snprintf(err, errlen, "the new primary_conninfo does not fit in %zu bytes", outlen);
 	return ok;
 }
+
+bool fo_final_lsn(const char *controldata, char *lsn, size_t len)
+{
+	static const char key[] = "Latest checkpoint location:";
+	const char *p = strstr(controldata, key);
+	if (p == NULL)
+		return false;
+	p += sizeof(key) - 1;
+	p += strspn(p, " \t");
+	size_t n = strspn(p, "0123456789ABCDEFabcdef/");
+	if (n == 0 || n >= len || memchr(p, '/', n) == NULL)
+		return false;
+	memcpy(lsn, p, n);
+	lsn[n] = '\0';
+	return true;
+}

@@ -12,6 +12,11 @@
  *   signal  (thread pool) create <data dir>/standby.signal, 0600, owner's
  * The signal step runs even when the stop failed: a server that will not
  * stop still must not come back as a master.
+ *
+ * The same steps serve a switchover's server control (fo_stop_db,
+ * fo_start_db): a clean stop (-m fast, so that the standbys receive every
+ * byte) followed by pg_controldata for the final checkpoint's position,
+ * and a start, as a standby (standby.signal first) or as it was.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,8 +36,18 @@
 #define PG_CTL_NOT_RUNNING 3
 #define PG_CTL_NO_DATA_DIR 4
 
+/* What the action does with the server. */
+enum fence_mode {
+	MODE_FENCE,         /* stop -m immediate, standby.signal */
+	MODE_STOP_CLEAN,    /* stop -m fast, then pg_controldata */
+	MODE_START_STANDBY, /* standby.signal, then start */
+	MODE_START,         /* start as it is */
+};
+
 struct fence {
+	enum fence_mode mode;
 	char datadir[PATH_MAX];
+	char bin[PATH_MAX];
 	char pg_ctl[PATH_MAX];
 	char owner[128];  /* db.service.owner, else the data directory's owner */
 	char runuser[64]; /* "" when the agent is not root: pg_ctl runs as the agent */
@@ -201,9 +216,18 @@ static void run_pg_ctl(struct fo_action *a, const char *const *args, size_t n, f
 	fo__run(a, what, path, argv, k, NULL, 0, fo__remaining_ms(a), done);
 }
 
+static void start_step(struct fo_action *a);
+
 static void on_signal_written(struct fo_action *a)
 {
 	struct fence *f = a->kind;
+	if (f->mode == MODE_START_STANDBY) {
+		if (f->err[0] != '\0')
+			fo__finish(a, false, "%s", f->err);
+		else
+			start_step(a);
+		return;
+	}
 	const char *sig =
 	    f->signal_existed ? "standby.signal already present" : "standby.signal created";
 	if (f->err[0] != '\0') {
@@ -236,13 +260,65 @@ static void pg_ctl_failure(struct fo_action *a, const char *what, const struct s
 	snprintf(out, outlen, "pg_ctl %s failed: %s%s%s", what, how, line[0] ? ": " : "", line);
 }
 
+static void on_controldata(struct fo_action *a, const struct script_result *r)
+{
+	struct fence *f = a->kind;
+	char why[FO_DETAIL_MAX / 2];
+	if (!script_ok(r)) {
+		script_result_describe(r, why, sizeof(why));
+		fo__finish(a, false, "server stopped, but pg_controldata failed: %s", why);
+		return;
+	}
+	fo__finish(a, true, "%s (fast), final checkpoint read by pg_controldata",
+	           f->was_running ? "server stopped" : "server already stopped");
+}
+
+/* controldata_step runs pg_controldata: its output is the action's (fo_stop_db). */
+static void controldata_step(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/pg_controldata", f->bin);
+	const char *args[] = {"-D", f->datadir};
+	const char *env[] = {"LC_ALL=C"};
+	fo__run(a, "pg_controldata", path, args, 2, env, 1, fo__remaining_ms(a), on_controldata);
+}
+
+static void on_start(struct fo_action *a, const struct script_result *r)
+{
+	char why[FO_DETAIL_MAX / 2];
+	if (!script_ok(r)) {
+		pg_ctl_failure(a, "start", r, why, sizeof(why));
+		fo__finish(a, false, "%s", why);
+		return;
+	}
+	struct fence *f = a->kind;
+	fo__finish(a, true, "server started%s",
+	           f->mode == MODE_START_STANDBY ? " as a standby (standby.signal)" : "");
+}
+
+static void start_step(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	char secs[16], logfile[PATH_MAX + 32];
+	uint64_t left = fo__remaining_ms(a);
+	snprintf(secs, sizeof(secs), "%llu",
+	         (unsigned long long)(left > 2000 ? (left - 1000) / 1000 : 1));
+	/* The server's own output must not hold the pipe pg_ctl is read through. */
+	snprintf(logfile, sizeof(logfile), "%s/efm-start.log", f->datadir);
+	const char *args[] = {"start", "-D", f->datadir, "-w", "-t", secs, "-l", logfile};
+	fo__step(a, "starting the server");
+	run_pg_ctl(a, args, 8, on_start);
+}
+
 static void on_stop(struct fo_action *a, const struct script_result *r)
 {
 	struct fence *f = a->kind;
 	if (!script_ok(r))
 		pg_ctl_failure(a, "stop", r, f->stop_failure, sizeof(f->stop_failure));
 	else
-		log_info("%s: server stopped (immediate)", a->label);
+		log_info("%s: server stopped (%s)", a->label,
+		         f->mode == MODE_STOP_CLEAN ? "fast" : "immediate");
 	/* Whatever pg_ctl said, ask again: it may have stopped, or stopped by itself. */
 	status_step(a);
 }
@@ -250,6 +326,36 @@ static void on_stop(struct fo_action *a, const struct script_result *r)
 static void on_status(struct fo_action *a, const struct script_result *r)
 {
 	struct fence *f = a->kind;
+	if (f->mode == MODE_START || f->mode == MODE_START_STANDBY) {
+		if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_RUNNING) {
+			fo__finish(a, true, "server already running");
+			return;
+		}
+		if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_NOT_RUNNING) {
+			if (f->mode == MODE_START_STANDBY)
+				signal_step(a);
+			else
+				start_step(a);
+			return;
+		}
+	}
+	if (f->mode == MODE_STOP_CLEAN && r->outcome == SCRIPT_EXITED &&
+	    r->exit_code == PG_CTL_NOT_RUNNING) {
+		if (f->stop_tried && f->stop_failure[0] != '\0')
+			log_info("%s: %s, but the server is down", a->label, f->stop_failure);
+		controldata_step(a);
+		return;
+	}
+	if (f->mode == MODE_STOP_CLEAN && f->stop_tried) {
+		char why[FO_DETAIL_MAX / 2];
+		pg_ctl_failure(a, "status", r, why, sizeof(why));
+		fo__finish(a, false, "%s",
+		           f->stop_failure[0] ? f->stop_failure
+		           : r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_RUNNING
+		               ? "server still running after pg_ctl stop -m fast"
+		               : why);
+		return;
+	}
 	if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_NOT_RUNNING) {
 		if (f->stop_tried)
 			f->stop_failure[0] = '\0'; /* it is down, which is all the stop was for */
@@ -272,8 +378,14 @@ static void on_status(struct fo_action *a, const struct script_result *r)
 		uint64_t left = fo__remaining_ms(a);
 		snprintf(secs, sizeof(secs), "%llu",
 		         (unsigned long long)(left > 2000 ? (left - 1000) / 1000 : 1));
-		const char *args[] = {"stop",      "-D", f->datadir, "-m",
-		                      "immediate", "-w", "-t",       secs};
+		const char *args[] = {"stop",
+		                      "-D",
+		                      f->datadir,
+		                      "-m",
+		                      f->mode == MODE_STOP_CLEAN ? "fast" : "immediate",
+		                      "-w",
+		                      "-t",
+		                      secs};
 		run_pg_ctl(a, args, 8, on_stop);
 		return;
 	}
@@ -303,7 +415,7 @@ static void on_owner(struct fo_action *a)
 	log_fine("%s: data directory %s owned by %s (uid %u)%s", a->label, f->datadir,
 	         f->owner[0] ? f->owner : "?", (unsigned)f->uid,
 	         f->runuser[0] ? ", pg_ctl through runuser" : "");
-	if (f->postmaster_gone) {
+	if (f->postmaster_gone && f->mode == MODE_FENCE) {
 		log_info("%s: server already stopped (its postmaster has exited)", a->label);
 		signal_step(a);
 		return;
@@ -311,11 +423,13 @@ static void on_owner(struct fo_action *a)
 	status_step(a);
 }
 
-struct fo_action *fo_fence_db(uv_loop_t *loop, const struct efm_config *cfg, uint64_t timeout_ms,
-                              fo_done_cb cb, void *arg)
+/* server_action sets up one of the modes; what names it in the log and in a missing setting. */
+static struct fo_action *server_action(uv_loop_t *loop, const struct efm_config *cfg,
+                                       enum fence_mode mode, const char *what, uint64_t timeout_ms,
+                                       fo_done_cb cb, void *arg)
 {
 	char label[PATH_MAX];
-	snprintf(label, sizeof(label), "fence db %s",
+	snprintf(label, sizeof(label), "%s db %s", what,
 	         cfg->db_recovery_conf_dir[0] ? cfg->db_recovery_conf_dir : "(no data directory)");
 	struct fo_action *a = fo__new(loop, label, timeout_ms, cb, arg);
 	if (a == NULL)
@@ -327,25 +441,46 @@ struct fo_action *fo_fence_db(uv_loop_t *loop, const struct efm_config *cfg, uin
 		return a;
 	}
 	if (cfg->db_recovery_conf_dir[0] == '\0') {
-		fo__finish_later(
-		    a, false,
-		    "db.recovery.conf.dir (the data directory, alias db.data.dir) is not "
-		    "set: cannot fence the database");
+		fo__finish_later(a, false,
+		                 "db.recovery.conf.dir (the data directory, alias db.data.dir) is "
+		                 "not set: cannot %s the database",
+		                 what);
 		return a;
 	}
 	if (cfg->db_bin[0] == '\0') {
-		fo__finish_later(
-		    a, false,
-		    "db.bin (the directory holding pg_ctl) is not set: cannot fence the "
-		    "database");
+		fo__finish_later(a, false,
+		                 "db.bin (the directory holding pg_ctl) is not set: cannot %s the "
+		                 "database",
+		                 what);
 		return a;
 	}
+	f->mode = mode;
 	snprintf(f->datadir, sizeof(f->datadir), "%s", cfg->db_recovery_conf_dir);
+	snprintf(f->bin, sizeof(f->bin), "%s", cfg->db_bin);
 	snprintf(f->pg_ctl, sizeof(f->pg_ctl), "%s/pg_ctl", cfg->db_bin);
 	snprintf(f->owner, sizeof(f->owner), "%s", cfg->db_service_owner);
-	log_info("%s: fencing the local database (within %.1f s)", a->label,
-	         (double)timeout_ms / 1000.0);
+	log_info("%s: %s the local database (within %.1f s)", a->label,
+	         mode == MODE_FENCE ? "fencing" : what, (double)timeout_ms / 1000.0);
 	fo__step(a, "finding the data directory's owner");
 	fo__work(a, find_owner, on_owner);
 	return a;
+}
+
+struct fo_action *fo_fence_db(uv_loop_t *loop, const struct efm_config *cfg, uint64_t timeout_ms,
+                              fo_done_cb cb, void *arg)
+{
+	return server_action(loop, cfg, MODE_FENCE, "fence", timeout_ms, cb, arg);
+}
+
+struct fo_action *fo_stop_db(uv_loop_t *loop, const struct efm_config *cfg, uint64_t timeout_ms,
+                             fo_done_cb cb, void *arg)
+{
+	return server_action(loop, cfg, MODE_STOP_CLEAN, "stop", timeout_ms, cb, arg);
+}
+
+struct fo_action *fo_start_db(uv_loop_t *loop, const struct efm_config *cfg, bool as_standby,
+                              uint64_t timeout_ms, fo_done_cb cb, void *arg)
+{
+	return server_action(loop, cfg, as_standby ? MODE_START_STANDBY : MODE_START, "start",
+	                     timeout_ms, cb, arg);
 }

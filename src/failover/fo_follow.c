@@ -35,6 +35,8 @@ struct follow {
 	char last[EFM_HOST_MAX + 64]; /* the receiver's last state, for a failure's detail */
 	char conninfo[CONNINFO_MAX];
 	char sql[2 * CONNINFO_MAX + 64];
+	char template[CONNINFO_MAX]; /* used when the local primary_conninfo is empty */
+	bool read_only;              /* fo_read_conninfo_db: only read it */
 };
 
 static void poll_later(struct fo_action *a);
@@ -176,6 +178,22 @@ static void on_info(struct pgconn *c, void *arg, const PGresult *res, enum db_co
 		fo__finish(a, false, "cannot read primary_conninfo: unexpected result");
 		return;
 	}
+	const char *cur = PQgetvalue(res, 0, 1);
+	if (f->read_only) {
+		/* the action's output, never its detail: the text may hold a password */
+		free(a->output);
+		a->output = strdup(cur);
+		if (a->output == NULL)
+			fo__finish(a, false, "out of memory");
+		else
+			fo__finish(a, true, "primary_conninfo read (%zu bytes)", strlen(cur));
+		return;
+	}
+	if (cur[0] == '\0' && f->template[0] != '\0') {
+		log_info("%s: no primary_conninfo here: taking the other standbys' fields",
+		         a->label);
+		cur = f->template;
+	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		fo__finish(a, false,
 		           "not a standby (pg_is_in_recovery() is false): cannot follow %s:%d",
@@ -183,8 +201,8 @@ static void on_info(struct pgconn *c, void *arg, const PGresult *res, enum db_co
 		return;
 	}
 	char why[256];
-	if (!fo_conninfo_repoint(PQgetvalue(res, 0, 1), f->host, f->port, f->conninfo,
-	                         sizeof(f->conninfo), &f->same, why, sizeof(why))) {
+	if (!fo_conninfo_repoint(cur, f->host, f->port, f->conninfo, sizeof(f->conninfo), &f->same,
+	                         why, sizeof(why))) {
 		fo__finish(a, false, "%s", why);
 		return;
 	}
@@ -214,6 +232,40 @@ static void on_open(struct pgconn *c, void *arg, enum db_conn_error err, const c
 	             "SELECT pg_catalog.pg_is_in_recovery(),"
 	             " pg_catalog.current_setting('primary_conninfo')",
 	             on_info);
+}
+
+struct fo_action *fo_read_conninfo_db(uv_loop_t *loop, const struct efm_config *cfg,
+                                      const char *password, uint64_t timeout_ms, fo_done_cb cb,
+                                      void *arg)
+{
+	char label[EFM_HOST_MAX + 48];
+	snprintf(label, sizeof(label), "read primary_conninfo of db %s:%d", cfg->db_host,
+	         cfg->db_port);
+	struct fo_action *a = fo__new(loop, label, timeout_ms, cb, arg);
+	if (a == NULL)
+		return NULL;
+	struct follow *f = calloc(1, sizeof(*f));
+	a->kind = f;
+	if (f == NULL) {
+		fo__finish_later(a, false, "out of memory");
+		return a;
+	}
+	f->read_only = true;
+	fo__db_params(a, cfg, password);
+	fo__db_open(a, on_open);
+	return a;
+}
+
+struct fo_action *fo_follow_db_from(uv_loop_t *loop, const struct efm_config *cfg,
+                                    const char *password, const char *host, int port,
+                                    const char *template, uint64_t timeout_ms, fo_done_cb cb,
+                                    void *arg)
+{
+	struct fo_action *a = fo_follow_db(loop, cfg, password, host, port, timeout_ms, cb, arg);
+	struct follow *f = a != NULL ? a->kind : NULL;
+	if (f != NULL && template != NULL)
+		snprintf(f->template, sizeof(f->template), "%s", template);
+	return a;
 }
 
 struct fo_action *fo_follow_db(uv_loop_t *loop, const struct efm_config *cfg, const char *password,

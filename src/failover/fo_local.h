@@ -88,6 +88,35 @@ struct fo_action *fo_fence_db(uv_loop_t *loop, const struct efm_config *cfg, uin
                               fo_done_cb cb, void *arg);
 
 /*
+ * fo_stop_db stops the local database cleanly for a switchover (pg_ctl stop
+ * -m fast, as fo_fence_db runs pg_ctl): the server waits until its standbys
+ * received every byte.  No standby.signal.  Then pg_controldata (LC_ALL=C);
+ * its output, through fo_action_output, holds "Latest checkpoint location",
+ * the final position (fo_final_lsn reads it).  Already stopped -> ok.
+ */
+struct fo_action *fo_stop_db(uv_loop_t *loop, const struct efm_config *cfg, uint64_t timeout_ms,
+                             fo_done_cb cb, void *arg);
+/* fo_final_lsn reads "Latest checkpoint location" from pg_controldata's output; false if none. */
+bool fo_final_lsn(const char *controldata, char *lsn, size_t len);
+
+/*
+ * fo_start_db starts the local database (pg_ctl start -w, its log in
+ * <data dir>/efm-start.log): as_standby writes standby.signal first.
+ * Already running -> ok "server already running".
+ */
+struct fo_action *fo_start_db(uv_loop_t *loop, const struct efm_config *cfg, bool as_standby,
+                              uint64_t timeout_ms, fo_done_cb cb, void *arg);
+
+/*
+ * fo_read_conninfo_db reads the local database's primary_conninfo; the
+ * text (it may hold a password: it is never logged) is the action's
+ * output, through fo_action_output.
+ */
+struct fo_action *fo_read_conninfo_db(uv_loop_t *loop, const struct efm_config *cfg,
+                                      const char *password, uint64_t timeout_ms, fo_done_cb cb,
+                                      void *arg);
+
+/*
  * fo_follow_db re-points the local standby at host:port: reads its
  * primary_conninfo, replaces host= and port= (dropping hostaddr=) keeping
  * every other field, ALTER SYSTEM SET primary_conninfo, pg_reload_conf(),
@@ -100,6 +129,15 @@ struct fo_action *fo_fence_db(uv_loop_t *loop, const struct efm_config *cfg, uin
 struct fo_action *fo_follow_db(uv_loop_t *loop, const struct efm_config *cfg, const char *password,
                                const char *host, int port, uint64_t timeout_ms, fo_done_cb cb,
                                void *arg);
+/*
+ * fo_follow_db_from is fo_follow_db where an empty local primary_conninfo
+ * (a server that was never a standby) takes its other fields from
+ * template, another standby's primary_conninfo.
+ */
+struct fo_action *fo_follow_db_from(uv_loop_t *loop, const struct efm_config *cfg,
+                                    const char *password, const char *host, int port,
+                                    const char *template, uint64_t timeout_ms, fo_done_cb cb,
+                                    void *arg);
 
 /*
  * fo_vip assigns (assign) or releases the cluster's virtual IP with

@@ -93,6 +93,11 @@ void fo_manual_drop(struct failover *fo, const char *why)
 		answer(fo, reply_f(false, "%s; nothing was promoted", why));
 }
 
+bool fo_manual_switchover(const struct failover *fo)
+{
+	return fo->manual != NULL && fo->manual->switchover;
+}
+
 bool fo_manual_only(const struct failover *fo, const char *address)
 {
 	return fo->manual != NULL && fo->manual->node[0] != '\0' &&
@@ -103,6 +108,7 @@ void fo_manual_facts(const struct failover *fo, struct fo_facts *f)
 {
 	f->asked = fo->manual != NULL;
 	f->asked_yes = f->asked && fo->manual->yes;
+	f->asked_switchover = f->asked && fo->manual->switchover;
 	f->candidate_behind = fo->have_best && fo->master_lsn_value > fo->best.lsn_value &&
 	                      strcmp(fo->master_lsn_of, cluster_state(fo->cl)->master) == 0;
 }
@@ -168,10 +174,10 @@ void fo_manual_locked(struct failover *fo, bool ok, const char *why)
 		                   fo->best.address, why));
 		return;
 	}
-	cJSON *reply = reply_f(true,
-	                       "promotion %" PRIu64 " of %s started (received LSN %s, priority %d%s)",
-	                       st->lock.serial, st->lock.candidate, fo->best.lsn, fo->best.priority,
-	                       fo->best.paused ? ", replay paused" : "");
+	cJSON *reply =
+	    reply_f(true, "promotion %" PRIu64 " of %s started (received LSN %s, priority %d%s)",
+	            st->lock.serial, st->lock.candidate, fo->best.lsn, fo->best.priority,
+	            fo->best.paused ? ", replay paused" : "");
 	cJSON_AddNumberToObject(reply, "serial", (double)st->lock.serial);
 	cJSON_AddStringToObject(reply, "candidate", st->lock.candidate);
 	answer(fo, reply);
@@ -192,8 +198,6 @@ static cJSON *refuse_now(struct failover *fo, const struct fo_manual *want)
 		return reply_f(false, "promotion %" PRIu64 " of %s is already running (phase %s)",
 		               st->lock.serial, st->lock.candidate,
 		               clusterfsm_phase_name(st->lock.phase));
-	if (want->switchover)
-		return reply_f(false, "a switchover is not supported by this agent yet");
 	if (want->node[0] != '\0') {
 		const struct clusterfsm_member *m = clusterfsm_member_by_host(st, want->node);
 		if (m == NULL)
@@ -219,8 +223,9 @@ static void take(struct failover *fo, struct admin_request *req, struct rpc_conn
 	m->req = req;
 	m->conn = conn;
 	fo->manual = m;
-	log_warning("failover: efm promote%s%s%s%s: the coordinator takes it", m->yes ? " --yes" : "",
-	            m->node[0] ? " -node " : "", m->node, m->switchover ? " -switchover" : "");
+	log_warning("failover: efm promote%s%s%s%s: the coordinator takes it",
+	            m->yes ? " --yes" : "", m->node[0] ? " -node " : "", m->node,
+	            m->switchover ? " -switchover" : "");
 	fo_kick(fo);
 }
 
@@ -289,9 +294,10 @@ void failover_promote_command(struct failover *fo, struct admin_request *req)
 	if (leader == NULL || leader[0] == '\0' || f == NULL || msg == NULL) {
 		free(f);
 		cJSON_Delete(msg);
-		admin_reply_error(req, "no cluster leader is reachable from this agent (it is in the "
-		                       "minority or an election is in progress); try again in a few "
-		                       "seconds");
+		admin_reply_error(req,
+		                  "no cluster leader is reachable from this agent (it is in the "
+		                  "minority or an election is in progress); try again in a few "
+		                  "seconds");
 		return;
 	}
 	f->req = req;

@@ -13,6 +13,7 @@
  *                            standby (already a master: done)
  *   fo-vip     {}            assign the VIP, run script.post.promotion
  *   fo-follow  {host, port}  re-point the local standby at a new master
+ * A switchover's own requests are in node_switch.c.
  * Each answers {"ok": bool, "detail": text, ...}.
  */
 #include <stdio.h>
@@ -462,6 +463,8 @@ void fo_node_request(struct failover *fo, struct rpc_conn *conn, const char *pee
 		fo_manual_peer(fo, conn, msg);
 		return;
 	}
+	if (fo_switch_request(fo, msg, conn, NULL, NULL))
+		return;
 	struct job *j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return;
@@ -472,6 +475,8 @@ void fo_node_request(struct failover *fo, struct rpc_conn *conn, const char *pee
 
 void fo_node_run(struct failover *fo, const cJSON *msg, rpc_call_cb reply, void *arg)
 {
+	if (fo_switch_request(fo, msg, NULL, reply, arg))
+		return;
 	struct job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
 		reply(arg, -12, NULL);

@@ -248,6 +248,24 @@ static void test_promote_asked(void **state)
 	assert_int_equal(step(FO_SELECTING, &sel)->action, FO_A_LOCK);
 }
 
+/* efm promote -switchover: only from a running master, selecting beside it. */
+static void test_switchover_asked(void **state)
+{
+	(void)state;
+	struct fo_facts f = healthy();
+	f.asked = f.asked_switchover = true;
+	const struct fo_rule *r = step(FO_WATCHING, &f);
+	assert_int_equal(r->action, FO_A_SELECT);
+	assert_int_equal(r->next, FO_SELECTING);
+	f.select_done = f.have_candidate = f.candidate_behind = true;
+	f.auto_failover = false;
+	assert_int_equal(step(FO_SELECTING, &f)->action, FO_A_LOCK);
+	f.master_running = false;
+	f.select_done = false;
+	r = step(FO_WATCHING, &f);
+	assert_int_equal(r->action, FO_A_REFUSE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +281,7 @@ int main(void)
 	    cmocka_unit_test(test_holding),
 	    cmocka_unit_test(test_table_sound),
 	    cmocka_unit_test(test_promote_asked),
+	    cmocka_unit_test(test_switchover_asked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

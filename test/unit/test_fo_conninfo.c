@@ -126,6 +126,21 @@ static void test_repoint_refuses(void **state)
 	assert_non_null(strstr(err, "does not fit"));
 }
 
+/* pg_controldata's final checkpoint, as a switchover reads it. */
+static void test_final_lsn(void **state)
+{
+	(void)state;
+	char lsn[32];
+	assert_true(fo_final_lsn("Database cluster state:               shut down\n"
+	                         "Latest checkpoint location:           0/3000060\n"
+	                         "Latest checkpoint's REDO location:    0/3000060\n",
+	                         lsn, sizeof(lsn)));
+	assert_string_equal(lsn, "0/3000060");
+	assert_false(fo_final_lsn("pg_controldata: error: could not open file", lsn, sizeof(lsn)));
+	assert_false(fo_final_lsn("Latest checkpoint location: garbage\n", lsn, sizeof(lsn)));
+	assert_false(fo_final_lsn("Latest checkpoint location: 0/3000060\n", lsn, 4));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -133,6 +148,7 @@ int main(void)
 	    cmocka_unit_test(test_repoint_keeps_fields),
 	    cmocka_unit_test(test_repoint_hostaddr_uri_empty),
 	    cmocka_unit_test(test_repoint_refuses),
+	    cmocka_unit_test(test_final_lsn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
