@@ -286,7 +286,13 @@ static int follow_promotion(const struct cli_ctx *ctx, const char *cluster, uint
 				fflush(stdout);
 				snprintf(shown, sizeof(shown), "%s", phase);
 			}
-			over = strcmp(phase, "ABORTED") == 0;
+			/* the leader's reason reaches this agent with its next heartbeats */
+			if (strcmp(phase, "ABORTED") == 0) {
+				if (done_at == 0)
+					done_at = now_ms();
+				over = strstr(m.failover.decision, "aborted") != NULL ||
+				       now_ms() - done_at >= PROMOTE_SETTLE_MS / 3;
+			}
 			if (strcmp(phase, "DONE") == 0) {
 				/* the new master's agent takes its role at its next check */
 				if (done_at == 0)

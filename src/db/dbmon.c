@@ -495,7 +495,12 @@ void dbmon_set_alert(struct dbmon *m, dbmon_alert_cb cb, void *arg)
 /* dbmon_resume clears the latched failure, taking the caller's check as the latest. */
 void dbmon_resume(struct dbmon *m, const struct db_sample *seen)
 {
-	if (m->phase != MON_FAILED)
+	/*
+	 * Also before a failure was declared: a switchover stops and restarts
+	 * the database within local.timeout, and what seen proves (its new
+	 * role) must not come back from the next check as a change.
+	 */
+	if (m->phase != MON_FAILED && m->phase != MON_WATCHING && m->phase != MON_FINAL)
 		return;
 	log_info("%s: monitoring resumed", m->label);
 	/*

@@ -129,7 +129,8 @@ void dbmon_set_alert(struct dbmon *m, dbmon_alert_cb cb, void *arg);
 /* dbmon_start makes the first check at once; returns 0 or a negative uv error. */
 int dbmon_start(struct dbmon *m) __attribute__((warn_unused_result));
 /*
- * dbmon_resume clears a declared failure and resumes watching (efm resume).
+ * dbmon_resume clears a declared failure, or the failed checks before one,
+ * and resumes watching (efm resume, a switchover's restart).
  * seen is the check the caller has just made of the same database (the
  * resume decision rests on it): it becomes the monitor's latest successful
  * check, so the status reported from now on is that check's, and any check

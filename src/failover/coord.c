@@ -497,6 +497,15 @@ void fo_coord_tick(struct failover *fo)
 	fo_manual_decided(fo, r);
 }
 
+const char *fo_decision(struct failover *fo)
+{
+	const struct clusterfsm_lock *l = &cluster_state(fo->cl)->lock;
+	if (l->phase == CLUSTERFSM_PHASE_ABORTED && fo->aborted_serial == l->serial &&
+	    fo->aborted[0] != '\0')
+		return fo->aborted;
+	return fo->decision;
+}
+
 void fo_coord_status(struct failover *fo, struct status_model *m)
 {
 	const struct cluster_state *st = cluster_state(fo->cl);
@@ -509,7 +518,7 @@ void fo_coord_status(struct failover *fo, struct status_model *m)
 	const char *theirs = cluster_leader_decision(fo->cl);
 	if (cluster_is_leader(fo->cl))
 		snprintf(s->decision, sizeof(s->decision), "%s",
-		         fo->decision[0] ? fo->decision : "none yet");
+		         fo->decision[0] ? fo_decision(fo) : "none yet");
 	else if (theirs[0] != '\0')
 		snprintf(s->decision, sizeof(s->decision), "%s (by the leader %s)", theirs,
 		         cluster_leader(fo->cl)[0] ? cluster_leader(fo->cl) : "now unknown");

@@ -141,6 +141,7 @@ void fo_release(struct failover *fo, bool done, const char *why)
 		snprintf(fo->aborted, sizeof(fo->aborted),
 		         "promotion %" PRIu64 " of %s aborted: %s", st->lock.serial,
 		         st->lock.candidate, why);
+		fo->aborted_serial = st->lock.serial;
 		fo_notify(fo, NOTIFY_PROMOTION_FAILED, st->lock.candidate, why);
 	}
 	snprintf(fo->decision, sizeof(fo->decision), "promotion %" PRIu64 " of %s %s%s%s",

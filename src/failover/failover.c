@@ -31,8 +31,7 @@ static void on_status(void *arg, struct status_model *m)
 
 static const char *on_decision(void *arg)
 {
-	struct failover *fo = arg;
-	return fo->decision;
+	return fo_decision(arg);
 }
 
 static void on_kick(uv_timer_t *t)

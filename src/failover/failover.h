@@ -88,11 +88,12 @@ struct failover {
 
 	/* ---- coordinator (coord.c) ---- */
 	enum fo_state state;
-	uint64_t gen;          /* bumped when a round is abandoned; stale answers are dropped */
-	uint64_t ready_term;   /* term whose barrier entry has been applied */
-	uint64_t barrier_term; /* term of the barrier in flight, 0 none */
-	char decision[512];    /* the latest decision, for logs and the status */
-	char aborted[512];     /* why the last promotion was aborted, for the decision after */
+	uint64_t gen;            /* bumped when a round is abandoned; stale answers are dropped */
+	uint64_t ready_term;     /* term whose barrier entry has been applied */
+	uint64_t barrier_term;   /* term of the barrier in flight, 0 none */
+	char decision[512];      /* the latest decision, for logs and the status */
+	char aborted[512];       /* why the last promotion was aborted, for the decision after */
+	uint64_t aborted_serial; /* the promotion it is about */
 	char claimed[CLUSTERFSM_ADDR_MAX]; /* the member that runs a master, none recorded */
 	bool record_pending;               /* SET_MASTER of claimed in flight */
 	bool warned_claims;                /* logged that several members run a master */
@@ -181,6 +182,8 @@ void fo_coord_tick(struct failover *fo);
 /* fo_kick runs the coordinator again as soon as the loop is free (after an answer came). */
 void fo_kick(struct failover *fo);
 void fo_coord_status(struct failover *fo, struct status_model *m);
+/* fo_decision: the decision to show; why an aborted promotion failed while it is the last. */
+const char *fo_decision(struct failover *fo);
 
 /* watch.c: the leader's checks and notifications for members other than the master */
 void fo_watch_tick(struct failover *fo);

@@ -84,9 +84,17 @@ def test_switchover_keeps_every_write_and_switches_back(cluster, smtp):
     # The old master and the other standby stream from the new master.
     wait_for(lambda: streams_from(m, s1), 30, "the old master streaming from the new one")
     wait_for(lambda: streams_from(s2, s1), 30, "the other standby streaming from the new one")
-    wait_for(lambda: {h: n["type"] for h, n in status(agents[3])["nodes"].items()} ==
-             {m.host: "Standby", s1.host: "Master", s2.host: "Standby",
-              cluster.hosts[3]: "Witness"}, 30, "the roles in the status")
+    roles = {m.host: "Standby", s1.host: "Master", s2.host: "Standby",
+             cluster.hosts[3]: "Witness"}
+    seen = {}
+
+    def shown():
+        seen.update({h: n["type"] for h, n in status(agents[3])["nodes"].items()})
+        return seen == roles
+    try:
+        wait_for(shown, 30, f"the roles in the status to be {roles}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; seen {seen}") from None
     assert status(agents[3])["failover"]["master"] == addr(cluster, s1.host)
     # And back.
     switchover(agents[1], cluster, m)
