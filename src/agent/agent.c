@@ -532,6 +532,13 @@ static void fo_set_role(void *arg, enum node_type type, const char *why)
 	agent_set_type(arg, type, why);
 }
 
+static void fo_check_now(void *arg)
+{
+	struct agent *a = arg;
+	if (a->mon != NULL && !a->stopping)
+		dbmon_check_now(a->mon);
+}
+
 static void fo_resume(void *arg, const struct db_sample *seen, const char *why)
 {
 	struct agent *a = arg;
@@ -562,6 +569,7 @@ static bool start_cluster(struct agent *a)
 	                            .db_is_master = fo_db_is_master,
 	                            .set_role = fo_set_role,
 	                            .resume = fo_resume,
+	                            .check_now = fo_check_now,
 	                            .notify = fo_notify};
 	failover_init(&a->fo, a->loop, a->cfg, a->password, a->cl, &fh);
 	return cluster_start(a->cl);

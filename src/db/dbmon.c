@@ -58,6 +58,7 @@ struct dbmon {
 	int conn_uses;         /* checks completed on conn */
 	uint64_t check_end_ms; /* uv_now() by which the running check must be done */
 	int attempts;          /* checks begun since the last success */
+	bool again;            /* dbmon_check_now during a check: another right after it */
 
 	struct dbmon_status st;
 	bool warned;    /* a failure was logged at warning since the last success */
@@ -309,6 +310,11 @@ static void on_query(struct pgconn *c, void *arg, const PGresult *res, enum db_c
 	after_check(m);
 	watch_kept(m);
 	check_ok(m, &s);
+	/* dbmon_check_now came while this check ran: its answer may predate the change */
+	if (m->again && m->phase != MON_CLOSING) {
+		m->again = false;
+		on_period(&m->period);
+	}
 }
 
 /*
@@ -402,6 +408,14 @@ static void on_period(uv_timer_t *t)
 	struct dbmon *m = t->data;
 	if ((m->phase == MON_WATCHING || m->phase == MON_FAILED) && !m->in_flight)
 		check_begin(m, secs_ms(m->cfg->local_timeout_s));
+}
+
+void dbmon_check_now(struct dbmon *m)
+{
+	if (m->in_flight)
+		m->again = true;
+	else
+		on_period(&m->period);
 }
 
 /* on_deadline: local.timeout passed since the last success; make the final check. */

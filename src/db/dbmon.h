@@ -138,6 +138,8 @@ int dbmon_start(struct dbmon *m) __attribute__((warn_unused_result));
  */
 void dbmon_resume(struct dbmon *m, const struct db_sample *seen);
 const struct dbmon_status *dbmon_status(const struct dbmon *m);
+/* dbmon_check_now begins a check at once unless one runs (the database just changed role). */
+void dbmon_check_now(struct dbmon *m);
 /* dbmon_close stops everything; done (may be NULL) runs once all handles are closed and m is freed.
  */
 void dbmon_close(struct dbmon *m, void (*done)(void *arg), void *arg);

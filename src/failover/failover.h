@@ -56,6 +56,8 @@ struct failover_hooks {
 	bool (*db_is_master)(void *arg);
 	/* move the agent's role, with the reason for the log */
 	void (*set_role)(void *arg, enum node_type type, const char *why);
+	/* check the local database now (it was just promoted) */
+	void (*check_now)(void *arg);
 	/* watch the local database again (it was stopped and started by a switchover) */
 	void (*resume)(void *arg, const struct db_sample *seen, const char *why);
 	/* send a notification */

@@ -299,6 +299,9 @@ static void promote_steps(struct job *j, bool ok, const char *detail)
 			notify(fo, NOTIFY_PROMOTION_FAILED, NULL, detail);
 		} else {
 			log_warning("failover: the local database is now the master (%s)", detail);
+			/* the agent takes its role at the next check: make it now */
+			if (fo->h.check_now != NULL)
+				fo->h.check_now(fo->h.arg);
 		}
 		finish(j, ok);
 		return;
