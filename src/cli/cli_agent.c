@@ -53,9 +53,13 @@ bool cli_valid_cluster(const char *name)
 	return true;
 }
 
-/* cli_request sends one command to CLUSTER's agent; NULL after printing why. */
-cJSON *cli_request(const struct cli_ctx *ctx, const char *cluster, const char *command, int nargs,
-                   char *const *args)
+/*
+ * request sends one command to CLUSTER's agent; NULL after printing why.
+ * no_probe asks a status from what the agent knows, without probing the
+ * databases (cheap enough to poll).
+ */
+static cJSON *request(const struct cli_ctx *ctx, const char *cluster, const char *command,
+                      int nargs, char *const *args, bool no_probe)
 {
 	char path[4096];
 	if (snprintf(path, sizeof(path), "%s/%s.sock", ctx->run_dir, cluster) >=
@@ -73,6 +77,8 @@ cJSON *cli_request(const struct cli_ctx *ctx, const char *cluster, const char *c
 	}
 	for (int i = 0; i < nargs; i++)
 		cJSON_AddItemToArray(arr, cJSON_CreateString(args[i]));
+	if (no_probe)
+		cJSON_AddBoolToObject(req, "probe", false);
 
 	char err[1024];
 	cJSON *reply = admin_call(path, req, ctx->timeout_ms, err, sizeof(err));
@@ -88,6 +94,12 @@ cJSON *cli_request(const struct cli_ctx *ctx, const char *cluster, const char *c
 	return reply;
 }
 
+cJSON *cli_request(const struct cli_ctx *ctx, const char *cluster, const char *command, int nargs,
+                   char *const *args)
+{
+	return request(ctx, cluster, command, nargs, args, false);
+}
+
 /* reply_ok tells whether the agent said "ok": true; prints its error otherwise. */
 static bool reply_ok(const cJSON *reply, const char *cluster)
 {
@@ -101,11 +113,11 @@ static bool reply_ok(const cJSON *reply, const char *cluster)
 
 /* fetch_status asks for cluster-status and parses the model; the reply is kept in *reply. */
 static int fetch_status(const struct cli_ctx *ctx, const char *cluster, cJSON **reply,
-                        struct status_model *m)
+                        struct status_model *m, bool probe)
 {
 	if (!cli_valid_cluster(cluster))
 		return cli_usage_error(ctx, "invalid cluster name \"%s\"", cluster);
-	*reply = cli_request(ctx, cluster, "cluster-status", 0, NULL);
+	*reply = request(ctx, cluster, "cluster-status", 0, NULL, !probe);
 	if (*reply == NULL)
 		return CLI_EXIT_FAIL;
 	if (!reply_ok(*reply, cluster))
@@ -122,7 +134,7 @@ int cli_cluster_status(const struct cli_ctx *ctx, int argc, char **argv)
 {
 	cJSON *reply = NULL;
 	struct status_model m = {0};
-	int rc = fetch_status(ctx, argv[0], &reply, &m);
+	int rc = fetch_status(ctx, argv[0], &reply, &m, true);
 	if (rc == CLI_EXIT_OK) {
 		status_render_text(stdout, &m);
 		rc = status_exit_code(&m);
@@ -137,7 +149,7 @@ int cli_cluster_status_json(const struct cli_ctx *ctx, int argc, char **argv)
 {
 	cJSON *reply = NULL;
 	struct status_model m = {0};
-	int rc = fetch_status(ctx, argv[0], &reply, &m);
+	int rc = fetch_status(ctx, argv[0], &reply, &m, true);
 	if (rc == CLI_EXIT_OK) {
 		char *text = cJSON_Print(cJSON_GetObjectItemCaseSensitive(reply, "status"));
 		if (text == NULL) {
@@ -277,7 +289,7 @@ static int follow_promotion(const struct cli_ctx *ctx, const char *cluster, uint
 	for (;;) {
 		cJSON *reply = NULL;
 		struct status_model m = {0};
-		bool got = fetch_status(ctx, cluster, &reply, &m) == CLI_EXIT_OK;
+		bool got = fetch_status(ctx, cluster, &reply, &m, false) == CLI_EXIT_OK;
 		bool over = false;
 		if (got && m.failover.present && m.failover.serial >= serial) {
 			const char *phase = m.failover.serial > serial ? "DONE" : m.failover.phase;
