@@ -257,6 +257,14 @@ static void cmd_promote(struct admin_request *req)
 		failover_promote_command(&a->fo, req);
 }
 
+/* cmd_rejoin: efm rejoin, this old master back as a standby of the cluster's master. */
+static void cmd_rejoin(struct admin_request *req)
+{
+	struct agent *a = req->agent;
+	if (cluster_of(req) != NULL)
+		failover_rejoin_command(&a->fo, req);
+}
+
 const struct admin_command agent_admin_commands[] = {
     {"cluster-status", false, cmd_cluster_status},
     {"cluster-status-json", false, cmd_cluster_status},
@@ -268,6 +276,7 @@ const struct admin_command agent_admin_commands[] = {
     {"set-priority", true, cmd_cluster},
     {"promote", true, cmd_promote},
     {"resume", true, cmd_resume},
+    {"rejoin", true, cmd_rejoin},
     {"stop-cluster", true, cmd_cluster},
     {"reset-members", true, cmd_reset_members},
 };

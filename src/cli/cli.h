@@ -33,6 +33,9 @@ struct cli_ctx {
  */
 typedef int (*cli_handler)(const struct cli_ctx *ctx, int argc, char **argv);
 
+/* cli_rejoin: rejoin CLUSTER, then the new status. */
+int cli_rejoin(const struct cli_ctx *ctx, int argc, char **argv);
+
 /* cli_error prints "efm: message" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* cli_usage_error prints the message and the command's synopsis; returns CLI_EXIT_USAGE. */

@@ -408,6 +408,37 @@ int cli_promote(const struct cli_ctx *ctx, int argc, char **argv)
 	return follow_promotion(ctx, cluster, s);
 }
 
+int cli_rejoin(const struct cli_ctx *ctx, int argc, char **argv)
+{
+	(void)argc;
+	const char *cluster = argv[0];
+	if (!cli_valid_cluster(cluster))
+		return cli_usage_error(ctx, "invalid cluster name \"%s\"", cluster);
+	printf("Rejoining this node to cluster %s as a standby...\n", cluster);
+	fflush(stdout);
+	struct cli_ctx long_ctx = *ctx;
+	if (long_ctx.timeout_ms < PROMOTE_FOLLOW_MS)
+		long_ctx.timeout_ms = PROMOTE_FOLLOW_MS;
+	cJSON *reply = cli_request(&long_ctx, cluster, "rejoin", 0, NULL);
+	if (reply == NULL)
+		return CLI_EXIT_FAIL;
+	bool ok = reply_ok(reply, cluster);
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(reply, "message");
+	if (ok && cJSON_IsString(msg))
+		printf("%s\n", msg->valuestring);
+	cJSON_Delete(reply);
+	if (!ok)
+		return CLI_EXIT_FAIL;
+	struct status_model m = {0};
+	if (fetch_status(ctx, cluster, &reply, &m, false) == CLI_EXIT_OK) {
+		printf("\n");
+		status_render_text(stdout, &m);
+	}
+	status_free(&m);
+	cJSON_Delete(reply);
+	return CLI_EXIT_OK;
+}
+
 /* cli_simple: commands that take only the cluster name (resume, stop-cluster). */
 int cli_simple(const struct cli_ctx *ctx, int argc, char **argv)
 {

@@ -69,6 +69,16 @@ static const struct cli_command commands[] = {
     {"remove-node", "CLUSTER ADDRESS",
      "stop allowing ADDRESS to join the cluster and drop it from the promotion order",
      cli_node_change, 2, 2, false},
+    {"rejoin", "CLUSTER",
+     "on an old master whose agent is Idle (fenced, or its database declared failed): make "
+     "its database a standby of the cluster's master.  A stopped database is first rewound "
+     "with pg_rewind onto the master's timeline (this needs data checksums or wal_log_hints "
+     "= on; otherwise rebuild it with pg_basebackup); then it starts with standby.signal and "
+     "the master's primary_conninfo, the command waits until it streams, and the agent "
+     "watches it again as a Standby.  It refuses while the local database runs as a "
+     "master.\n\n"
+     "Example: efm rejoin acctg",
+     cli_rejoin, 1, 1, false},
     {"reset-members", "CLUSTER [--yes]",
      "rebuild the voting membership from the reachable members after quorum is lost for good",
      cli_reset_members, 1, 2, false},

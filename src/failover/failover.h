@@ -179,6 +179,13 @@ uint64_t failover_isolation_ms(uint64_t node_timeout_ms);
  */
 void failover_promote_command(struct failover *fo, struct admin_request *req);
 
+/*
+ * failover_rejoin_command answers efm rejoin (admin socket): this old
+ * master's database, rewound when it diverged, starts as a standby of the
+ * cluster's master and the agent watches it again (rejoin.c).
+ */
+void failover_rejoin_command(struct failover *fo, struct admin_request *req);
+
 /* coord.c */
 void fo_coord_tick(struct failover *fo);
 /* fo_kick runs the coordinator again as soon as the loop is free (after an answer came). */

@@ -132,6 +132,44 @@ bool fo_conninfo_repoint(const char *cur, const char *host, int port, char *out,
 	return ok;
 }
 
+bool fo_conninfo_source(const char *template, const char *host, int port, const char *dbname,
+                        char *out, size_t outlen, char *password, size_t pwlen, char *err,
+                        size_t errlen)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(template, &perr);
+	if (opts == NULL) {
+		snprintf(err, errlen, "cannot parse the new master's primary_conninfo");
+		PQfreemem(perr);
+		return false;
+	}
+	/* what names the server, the database and the password is set here; the rest kept */
+	static const char *const replaced[] = {"host",     "port",        "hostaddr", "dbname",
+	                                       "password", "replication", NULL};
+	char port_text[16];
+	snprintf(port_text, sizeof(port_text), "%d", port);
+	size_t pos = 0;
+	bool ok = outlen > 0 && pwlen > 0;
+	if (ok)
+		out[0] = password[0] = '\0';
+	for (PQconninfoOption *o = opts; ok && o->keyword != NULL; o++) {
+		bool skip = o->val == NULL;
+		for (const char *const *r = replaced; !skip && *r != NULL; r++)
+			skip = strcmp(o->keyword, *r) == 0;
+		if (o->val != NULL && strcmp(o->keyword, "password") == 0)
+			ok = (size_t)snprintf(password, pwlen, "%s", o->val) < pwlen;
+		if (!skip)
+			ok = put_pair(out, outlen, &pos, o->keyword, o->val);
+	}
+	ok = ok && put_pair(out, outlen, &pos, "host", host) &&
+	     put_pair(out, outlen, &pos, "port", port_text) &&
+	     put_pair(out, outlen, &pos, "dbname", dbname);
+	PQconninfoFree(opts);
+	if (!ok)
+		snprintf(err, errlen, "the source server's connection string does not fit");
+	return ok;
+}
+
 bool fo_final_lsn(const char *controldata, char *lsn, size_t len)
 {
 	static const char key[] = "Latest checkpoint location:";

@@ -42,10 +42,20 @@ enum fence_mode {
 	MODE_STOP_CLEAN,    /* stop -m fast, then pg_controldata */
 	MODE_START_STANDBY, /* standby.signal, then start */
 	MODE_START,         /* start as it is */
+	MODE_REWIND,        /* pg_rewind against a source server */
 };
 
 struct fence {
 	enum fence_mode mode;
+	char source[4096];    /* MODE_REWIND: the source server, without password */
+	char pgpassword[300]; /* "PGPASSWORD=..." or "" */
+	/* MODE_REWIND: the local configuration files, kept across pg_rewind (which copies the
+	 * source's); had: the file existed */
+	char conf[4][64 * 1024];
+	size_t conf_len[4];
+	bool conf_had[4];
+	bool rewind_ok; /* MODE_REWIND: pg_rewind's outcome, and its detail */
+	char rewind_detail[FO_DETAIL_MAX / 2];
 	char datadir[PATH_MAX];
 	char bin[PATH_MAX];
 	char pg_ctl[PATH_MAX];
@@ -157,6 +167,19 @@ static void find_owner(struct fo_action *a)
 		}
 	}
 	f->postmaster_gone = postmaster_gone(f->datadir);
+	/*
+	 * Before a start (or pg_rewind, which starts the server alone), a
+	 * postmaster.pid naming an exited or unreaped postmaster would make
+	 * the new server refuse ("another server might be running"): it is
+	 * stale, so it goes.
+	 */
+	if (f->postmaster_gone && f->mode != MODE_FENCE && f->mode != MODE_STOP_CLEAN) {
+		char path[PATH_MAX + 32];
+		snprintf(path, sizeof(path), "%s/postmaster.pid", f->datadir);
+		if (unlink(path) != 0 && errno != ENOENT)
+			snprintf(f->err, sizeof(f->err), "cannot remove the stale %s: %s", path,
+			         strerror(errno));
+	}
 }
 
 /* write_signal creates standby.signal (or keeps the one there) with the owner and 0600. */
@@ -221,6 +244,14 @@ static void start_step(struct fo_action *a);
 static void on_signal_written(struct fo_action *a)
 {
 	struct fence *f = a->kind;
+	if (f->mode == MODE_REWIND) {
+		if (f->err[0] != '\0')
+			fo__finish(a, false, "%s%s%s", f->rewind_detail,
+			           f->rewind_detail[0] ? "; " : "", f->err);
+		else
+			fo__finish(a, f->rewind_ok, "%s", f->rewind_detail);
+		return;
+	}
 	if (f->mode == MODE_START_STANDBY) {
 		if (f->err[0] != '\0')
 			fo__finish(a, false, "%s", f->err);
@@ -269,6 +300,16 @@ static void on_controldata(struct fo_action *a, const struct script_result *r)
 		fo__finish(a, false, "server stopped, but pg_controldata failed: %s", why);
 		return;
 	}
+	/* only a clean shutdown's checkpoint is the end of the WAL the standbys must have */
+	const char *state = strstr(fo_action_output(a), "Database cluster state:");
+	if (state != NULL)
+		state += strlen("Database cluster state:") + strspn(state + 23, " \t");
+	if (state == NULL || strncmp(state, "shut down\n", 10) != 0) {
+		fo__finish(a, false,
+		           "the server did not shut down cleanly (pg_controldata): its last "
+		           "checkpoint is not its final position");
+		return;
+	}
 	fo__finish(a, true, "%s (fast), final checkpoint read by pg_controldata",
 	           f->was_running ? "server stopped" : "server already stopped");
 }
@@ -282,6 +323,159 @@ static void controldata_step(struct fo_action *a)
 	const char *args[] = {"-D", f->datadir};
 	const char *env[] = {"LC_ALL=C"};
 	fo__run(a, "pg_controldata", path, args, 2, env, 1, fo__remaining_ms(a), on_controldata);
+}
+
+static void put_conf_back(struct fo_action *a);
+
+/* rewound: pg_rewind's outcome, kept while standby.signal is put back. */
+static void rewound(struct fo_action *a, bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rewound(struct fo_action *a, bool ok, const char *fmt, ...)
+{
+	struct fence *f = a->kind;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(f->rewind_detail, sizeof(f->rewind_detail), fmt, ap);
+	va_end(ap);
+	f->rewind_ok = ok;
+	fo__step(a, "putting the configuration files and standby.signal back");
+	fo__work(a, put_conf_back, on_signal_written);
+}
+
+static void on_rewind(struct fo_action *a, const struct script_result *r)
+{
+	char how[128], line[256];
+	const char *out = fo_action_output(a);
+	if (script_ok(r)) {
+		rewound(a, true, "%s",
+		        strstr(out, "no rewind required") != NULL
+		            ? "pg_rewind: no rewind required"
+		            : "pg_rewind: rewound to the new master's timeline");
+		return;
+	}
+	script_result_describe(r, how, sizeof(how));
+	/* pg_rewind's own message: its last "error:" line says what is wrong */
+	const char *e = strstr(out, "error:");
+	fo__first_line(e != NULL ? e : out, line, sizeof(line));
+	if (strstr(out, "wal_log_hints") != NULL)
+		rewound(a, false,
+		        "pg_rewind cannot run: the database uses neither data checksums nor "
+		        "wal_log_hints = on, so a diverged timeline cannot be rewound; rebuild it "
+		        "with pg_basebackup (and set wal_log_hints = on for next time)");
+	else
+		rewound(a, false, "pg_rewind failed: %s%s%s", how, line[0] ? ": " : "", line);
+}
+
+/* The configuration files pg_rewind would replace with the source's. */
+static const char *const conf_files[4] = {"postgresql.conf", "postgresql.auto.conf", "pg_hba.conf",
+                                          "pg_ident.conf"};
+
+/* keep_conf reads the local configuration files before pg_rewind. */
+static void keep_conf(struct fence *f)
+{
+	for (size_t i = 0; i < 4 && f->err[0] == '\0'; i++) {
+		char path[PATH_MAX + 32];
+		snprintf(path, sizeof(path), "%s/%s", f->datadir, conf_files[i]);
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			if (errno != ENOENT)
+				snprintf(f->err, sizeof(f->err), "cannot read %s: %s", path,
+				         strerror(errno));
+			continue;
+		}
+		ssize_t n = read(fd, f->conf[i], sizeof(f->conf[i]));
+		char extra;
+		if (n < 0 || (n == (ssize_t)sizeof(f->conf[i]) && read(fd, &extra, 1) > 0))
+			snprintf(f->err, sizeof(f->err), "cannot keep %s across pg_rewind: %s",
+			         path, n < 0 ? strerror(errno) : "larger than 64 kB");
+		close(fd);
+		f->conf_had[i] = n >= 0;
+		f->conf_len[i] = n > 0 ? (size_t)n : 0;
+	}
+}
+
+/* put_conf_back writes the kept configuration files over the source's, then standby.signal. */
+static void put_conf_back(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	for (size_t i = 0; i < 4 && f->err[0] == '\0'; i++) {
+		if (!f->conf_had[i])
+			continue;
+		char path[PATH_MAX + 32];
+		snprintf(path, sizeof(path), "%s/%s", f->datadir, conf_files[i]);
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 || write(fd, f->conf[i], f->conf_len[i]) != (ssize_t)f->conf_len[i] ||
+		    (f->as_root && fchown(fd, f->uid, f->gid) != 0) || fsync(fd) != 0)
+			snprintf(f->err, sizeof(f->err), "cannot put %s back after pg_rewind: %s",
+			         path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (f->err[0] == '\0')
+		write_signal(a);
+}
+
+/*
+ * hide_signal keeps the configuration files (pg_rewind copies the source's
+ * over them, its listen address and all) and removes standby.signal for
+ * pg_rewind's run: pg_rewind first recovers a server that crashed in
+ * single-user mode, which refuses standby mode.  rewound puts both back,
+ * whatever pg_rewind did.
+ */
+static void hide_signal(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	keep_conf(f);
+	if (f->err[0] != '\0')
+		return;
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/standby.signal", f->datadir);
+	if (unlink(path) != 0 && errno != ENOENT)
+		snprintf(f->err, sizeof(f->err), "cannot remove %s for pg_rewind: %s", path,
+		         strerror(errno));
+}
+
+static void rewind_run(struct fo_action *a);
+
+static void on_signal_hidden(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	if (f->err[0] != '\0') {
+		fo__finish(a, false, "%s", f->err);
+		return;
+	}
+	rewind_run(a);
+}
+
+static void rewind_step(struct fo_action *a)
+{
+	fo__step(a, "removing standby.signal for pg_rewind");
+	fo__work(a, hide_signal, on_signal_hidden);
+}
+
+static void rewind_run(struct fo_action *a)
+{
+	struct fence *f = a->kind;
+	char path[PATH_MAX + 32], source[sizeof(f->source) + 32];
+	snprintf(path, sizeof(path), "%s/pg_rewind", f->bin);
+	snprintf(source, sizeof(source), "--source-server=%s", f->source);
+	const char *argv[8];
+	size_t k = 0;
+	const char *prog = path;
+	if (f->runuser[0] != '\0') {
+		prog = f->runuser;
+		argv[k++] = "-u";
+		argv[k++] = f->owner;
+		argv[k++] = "--";
+		argv[k++] = path;
+	}
+	argv[k++] = "-D";
+	argv[k++] = f->datadir;
+	argv[k++] = source;
+	const char *env[] = {"LC_ALL=C", f->pgpassword};
+	fo__step(a, "running pg_rewind");
+	fo__run(a, "pg_rewind", prog, argv, k, env, f->pgpassword[0] ? 2 : 1, fo__remaining_ms(a),
+	        on_rewind);
 }
 
 static void on_start(struct fo_action *a, const struct script_result *r)
@@ -326,6 +520,16 @@ static void on_stop(struct fo_action *a, const struct script_result *r)
 static void on_status(struct fo_action *a, const struct script_result *r)
 {
 	struct fence *f = a->kind;
+	if (f->mode == MODE_REWIND) {
+		if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_NOT_RUNNING) {
+			rewind_step(a);
+			return;
+		}
+		if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_RUNNING) {
+			fo__finish(a, false, "the database runs: pg_rewind needs it stopped");
+			return;
+		}
+	}
 	if (f->mode == MODE_START || f->mode == MODE_START_STANDBY) {
 		if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_RUNNING) {
 			fo__finish(a, true, "server already running");
@@ -415,6 +619,17 @@ static void on_owner(struct fo_action *a)
 	log_fine("%s: data directory %s owned by %s (uid %u)%s", a->label, f->datadir,
 	         f->owner[0] ? f->owner : "?", (unsigned)f->uid,
 	         f->runuser[0] ? ", pg_ctl through runuser" : "");
+	if (f->postmaster_gone && f->mode != MODE_FENCE && f->mode != MODE_STOP_CLEAN) {
+		log_info("%s: the server's postmaster has exited: removed its stale postmaster.pid",
+		         a->label);
+		if (f->mode == MODE_REWIND)
+			rewind_step(a);
+		else if (f->mode == MODE_START_STANDBY)
+			signal_step(a);
+		else
+			start_step(a);
+		return;
+	}
 	if (f->postmaster_gone && f->mode == MODE_FENCE) {
 		log_info("%s: server already stopped (its postmaster has exited)", a->label);
 		signal_step(a);
@@ -476,6 +691,19 @@ struct fo_action *fo_stop_db(uv_loop_t *loop, const struct efm_config *cfg, uint
                              fo_done_cb cb, void *arg)
 {
 	return server_action(loop, cfg, MODE_STOP_CLEAN, "stop", timeout_ms, cb, arg);
+}
+
+struct fo_action *fo_rewind_db(uv_loop_t *loop, const struct efm_config *cfg, const char *source,
+                               const char *password, uint64_t timeout_ms, fo_done_cb cb, void *arg)
+{
+	struct fo_action *a = server_action(loop, cfg, MODE_REWIND, "rewind", timeout_ms, cb, arg);
+	struct fence *f = a != NULL ? a->kind : NULL;
+	if (f != NULL) {
+		snprintf(f->source, sizeof(f->source), "%s", source);
+		if (password[0] != '\0')
+			snprintf(f->pgpassword, sizeof(f->pgpassword), "PGPASSWORD=%s", password);
+	}
+	return a;
 }
 
 struct fo_action *fo_start_db(uv_loop_t *loop, const struct efm_config *cfg, bool as_standby,

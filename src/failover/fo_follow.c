@@ -165,6 +165,16 @@ static void on_receiver(struct pgconn *c, void *arg, const PGresult *res, enum d
 	fo__db_query(a, f->sql, on_alter);
 }
 
+static void on_checkpoint(struct pgconn *c, void *arg, const PGresult *res, enum db_conn_error err,
+                          const char *msg)
+{
+	struct fo_action *a = arg;
+	if (err != DB_ERR_NONE)
+		fo__finish(a, true, "primary_conninfo read; " FO_CHECKPOINT_FAILED ": %s", msg);
+	else
+		fo__finish(a, true, "primary_conninfo read; " FO_CHECKPOINT_DONE);
+}
+
 static void on_info(struct pgconn *c, void *arg, const PGresult *res, enum db_conn_error err,
                     const char *msg)
 {
@@ -183,10 +193,19 @@ static void on_info(struct pgconn *c, void *arg, const PGresult *res, enum db_co
 		/* the action's output, never its detail: the text may hold a password */
 		free(a->output);
 		a->output = strdup(cur);
-		if (a->output == NULL)
+		if (a->output == NULL) {
 			fo__finish(a, false, "out of memory");
-		else
+		} else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
 			fo__finish(a, true, "primary_conninfo read (%zu bytes)", strlen(cur));
+		} else {
+			/*
+			 * A master just promoted records its new timeline in pg_control
+			 * only at its next checkpoint: until then pg_rewind, reading it,
+			 * takes a diverged old master for one on the same timeline.
+			 */
+			fo__step(a, "CHECKPOINT, so that pg_control names the current timeline");
+			fo__db_query(a, "CHECKPOINT", on_checkpoint);
+		}
 		return;
 	}
 	if (cur[0] == '\0' && f->template[0] != '\0') {

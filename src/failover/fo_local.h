@@ -24,6 +24,7 @@
  *   promote: GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer),
  *            pg_wal_replay_resume() TO efm;
  *   follow:  GRANT pg_read_all_settings, pg_read_all_stats TO efm;
+ *   rejoin:  GRANT pg_checkpoint TO efm;  (on the master, before pg_rewind)
  *            GRANT ALTER SYSTEM ON PARAMETER primary_conninfo TO efm;
  *            GRANT EXECUTE ON FUNCTION pg_reload_conf() TO efm;
  * A refusal reaches cb as the server's message.
@@ -108,10 +109,24 @@ struct fo_action *fo_start_db(uv_loop_t *loop, const struct efm_config *cfg, boo
                               uint64_t timeout_ms, fo_done_cb cb, void *arg);
 
 /*
+ * fo_rewind_db runs pg_rewind (db.bin, as the data directory's owner) on the
+ * stopped local database against source (a connection string without its
+ * password, which is given as PGPASSWORD; password may be "").  "no rewind
+ * required" is ok.  pg_rewind itself refuses a server that uses neither data
+ * checksums nor wal_log_hints: the detail says so.
+ */
+struct fo_action *fo_rewind_db(uv_loop_t *loop, const struct efm_config *cfg, const char *source,
+                               const char *password, uint64_t timeout_ms, fo_done_cb cb, void *arg);
+
+/*
  * fo_read_conninfo_db reads the local database's primary_conninfo; the
  * text (it may hold a password: it is never logged) is the action's
- * output, through fo_action_output.
+ * output, through fo_action_output.  On a master it then runs CHECKPOINT
+ * (pg_rewind reads the timeline from pg_control, written at checkpoints);
+ * the detail says FO_CHECKPOINT_DONE or FO_CHECKPOINT_FAILED and why.
  */
+#define FO_CHECKPOINT_DONE   "CHECKPOINT done"
+#define FO_CHECKPOINT_FAILED "CHECKPOINT failed"
 struct fo_action *fo_read_conninfo_db(uv_loop_t *loop, const struct efm_config *cfg,
                                       const char *password, uint64_t timeout_ms, fo_done_cb cb,
                                       void *arg);
@@ -190,6 +205,16 @@ struct fo_action *fo_script(uv_loop_t *loop, const struct efm_config *cfg, const
  */
 bool fo_conninfo_repoint(const char *cur, const char *host, int port, char *out, size_t outlen,
                          bool *same, char *err, size_t errlen) __attribute__((warn_unused_result));
+/*
+ * fo_conninfo_source builds, from another standby's primary_conninfo, the
+ * connection string to host:port's database dbname (pg_rewind's source):
+ * host, port, hostaddr, dbname, replication and password replaced or
+ * dropped, the rest kept; the password goes to password ("" none), so that
+ * it is passed in the environment, never on a command line.
+ */
+bool fo_conninfo_source(const char *template, const char *host, int port, const char *dbname,
+                        char *out, size_t outlen, char *password, size_t pwlen, char *err,
+                        size_t errlen) __attribute__((warn_unused_result));
 /* fo_conninfo_quote writes 'v' with \ and ' escaped by a backslash; false when out is too small. */
 bool fo_conninfo_quote(const char *v, char *out, size_t outlen) __attribute__((warn_unused_result));
 /*

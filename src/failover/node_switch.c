@@ -49,8 +49,11 @@ static void sw_finish(struct sw_job *j, bool ok)
 	cJSON_AddStringToObject(ans, "detail", j->detail);
 	if (j->kind == SW_STOP && ok)
 		cJSON_AddStringToObject(ans, "lsn", j->lsn);
-	if (j->kind == SW_CONNINFO && ok)
+	if (j->kind == SW_CONNINFO && ok) {
 		cJSON_AddStringToObject(ans, "conninfo", j->conninfo != NULL ? j->conninfo : "");
+		cJSON_AddBoolToObject(ans, "checkpointed",
+		                      strstr(j->detail, FO_CHECKPOINT_DONE) != NULL);
+	}
 	if (j->conn != NULL) {
 		rpc_reply_release(j->conn, ans);
 	} else {

@@ -32,6 +32,7 @@ FAILOVER_GRANTS = (
     "GRANT pg_read_all_settings, pg_read_all_stats TO efm",
     "GRANT ALTER SYSTEM ON PARAMETER primary_conninfo TO efm",
     "GRANT EXECUTE ON FUNCTION pg_reload_conf() TO efm",
+    "GRANT pg_checkpoint TO efm",
 )
 
 
@@ -101,7 +102,7 @@ class PgServer:
                 "wal_level = replica\nmax_wal_senders = 10\nhot_standby = on\n"
                 "fsync = off\nlog_min_messages = warning\n" + extra)
 
-    def init_master(self):
+    def init_master(self, conf=""):
         pwfile = os.path.join(self.cluster.base, "pwfile")
         with open(pwfile, "w") as f:
             f.write(SUPERPASS + "\n")
@@ -110,7 +111,7 @@ class PgServer:
         as_postgres([f"{PGBIN}/initdb", "-D", self.datadir, "-U", "postgres",
                      "--auth-local=trust", "--auth-host=scram-sha-256",
                      f"--pwfile={pwfile}", "-N"])
-        self._conf()
+        self._conf(conf)
         with open(os.path.join(self.datadir, "pg_hba.conf"), "a") as f:
             f.write("host replication all 127.0.0.0/8 scram-sha-256\n")
         self.start()
@@ -280,10 +281,10 @@ class Cluster:
                 return line.split("=", 1)[1].strip()
         raise AssertionError(f"no encrypted password in: {r.stdout!r}")
 
-    def master(self, host):
+    def master(self, host, conf=""):
         s = PgServer(self, host, self.db_port, f"m{host.rsplit('.', 1)[1]}")
         self.servers.append(s)
-        return s.init_master()
+        return s.init_master(conf)
 
     def standby(self, master, host):
         s = PgServer(self, host, self.db_port, f"s{host.rsplit('.', 1)[1]}")

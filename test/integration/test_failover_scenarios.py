@@ -57,10 +57,10 @@ def takes_writes(server):
         return False
 
 
-def build(cluster, smtp, witness=True, standbys=2, **props):
+def build(cluster, smtp, witness=True, standbys=2, master_conf="", **props):
     """Master on hosts[0], standbys after it, a witness last; all agents started."""
     h = cluster.hosts
-    m = cluster.master(h[0])
+    m = cluster.master(h[0], master_conf)
     servers = [m] + [cluster.standby(m, h[1 + i]) for i in range(standbys)]
     hosts = [s.host for s in servers] + ([h[1 + standbys]] if witness else [])
     listed = [addr(cluster, x) for x in hosts]

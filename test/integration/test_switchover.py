@@ -96,6 +96,9 @@ def test_switchover_keeps_every_write_and_switches_back(cluster, smtp):
     except AssertionError as e:
         raise AssertionError(f"{e}; seen {seen}") from None
     assert status(agents[3])["failover"]["master"] == addr(cluster, s1.host)
+    # The priority list: the new master leaves it, the old one joins it as a standby.
+    wait_for(lambda: sorted(status(agents[3])["failoverpriority"]) ==
+             sorted([m.host, s2.host]), 30, "the priority list updated")
     # And back.
     switchover(agents[1], cluster, m)
     assert takes_writes(m) and in_recovery(s1) and in_recovery(s2)

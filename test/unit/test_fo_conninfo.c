@@ -126,6 +126,26 @@ static void test_repoint_refuses(void **state)
 	assert_non_null(strstr(err, "does not fit"));
 }
 
+/* pg_rewind's source: the standby's settings, the master's address, the password apart. */
+static void test_source(void **state)
+{
+	(void)state;
+	char out[512], pw[64], err[128];
+	assert_true(fo_conninfo_source("user=repl password='s3 cr\\'et' host=old port=5433 "
+	                               "hostaddr=10.0.0.1 sslmode=require replication=true",
+	                               "new", 5432, "postgres", out, sizeof(out), pw, sizeof(pw),
+	                               err, sizeof(err)));
+	assert_string_equal(pw, "s3 cr'et");
+	assert_null(strstr(out, "password"));
+	assert_null(strstr(out, "hostaddr"));
+	assert_null(strstr(out, "replication"));
+	assert_non_null(strstr(out, "user='repl'"));
+	assert_non_null(strstr(out, "sslmode='require'"));
+	assert_non_null(strstr(out, "host='new' port='5432' dbname='postgres'"));
+	assert_false(fo_conninfo_source("host=", "new", 5432, "postgres", out, 8, pw, sizeof(pw),
+	                                err, sizeof(err)));
+}
+
 /* pg_controldata's final checkpoint, as a switchover reads it. */
 static void test_final_lsn(void **state)
 {
@@ -149,6 +169,7 @@ int main(void)
 	    cmocka_unit_test(test_repoint_hostaddr_uri_empty),
 	    cmocka_unit_test(test_repoint_refuses),
 	    cmocka_unit_test(test_final_lsn),
+	    cmocka_unit_test(test_source),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
