@@ -5,8 +5,9 @@ promoted only once the operator accepts the loss (--yes)."""
 import os
 import re
 import signal
+import subprocess
 
-from harness import wait_for
+from harness import EFM, wait_for
 from test_failover_scenarios import addr, build, in_recovery, smtp, status, takes_writes
 
 __all__ = ["smtp"]  # the fixture, used by name
@@ -15,6 +16,18 @@ __all__ = ["smtp"]  # the fixture, used by name
 def lsn(text):
     hi, lo = text.split("/")
     return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def on_terminal(agent, answer, *args):
+    """Runs efm with a terminal as its stdin, answer already typed."""
+    master, slave = os.openpty()
+    try:
+        os.write(master, answer.encode())
+        return subprocess.run([EFM] + list(args), env=agent.env(), stdin=slave,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def kill_db(server):
@@ -91,6 +104,12 @@ def test_promote_of_a_standby_behind_the_master_needs_yes(cluster, smtp):
     r = agents[1].efm("promote", cluster.name)
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "bytes behind" in r.stderr and "--yes" in r.stderr, r.stderr
+    assert in_recovery(s1)
+    # On a terminal it asks; "n" promotes nothing.
+    r = on_terminal(agents[1], "n\n", "promote", cluster.name)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "bytes behind" in r.stdout and "Promote it anyway?" in r.stdout, r.stdout
+    assert "cancelled" in r.stderr, r.stderr
     assert in_recovery(s1)
     r = agents[1].efm("promote", cluster.name, "--yes")
     assert r.returncode == 0, (r.stdout, r.stderr)
