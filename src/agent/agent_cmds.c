@@ -150,7 +150,11 @@ static void cmd_node_status(struct admin_request *req)
 	}
 	cJSON *reply = cJSON_CreateObject();
 	cJSON_AddBoolToObject(reply, "ok", true);
-	cJSON_AddItemToObject(reply, "node", node_json(a, n));
+	cJSON *node = node_json(a, n);
+	/* The local log and a digest of the applied state: members that agree show the same. */
+	if (node != NULL && a->cl != NULL && !a->stopping)
+		cJSON_AddItemToObject(node, "raft", cluster_log_json(a->cl));
+	cJSON_AddItemToObject(reply, "node", node);
 	status_free(&m);
 	admin_reply(req, reply);
 }

@@ -377,7 +377,7 @@ static void part_closed(struct cluster *c)
 	if (--c->closing_parts > 0)
 		return;
 	if (c->phase == CLUSTER_LEFT) {
-		int rc = fsutil_empty_dir(c->dir);
+		int rc = fsutil_empty_dir(c->dir, NULL);
 		if (rc < 0)
 			log_warning("cluster %s: cannot wipe %s: %s", c->name, c->dir,
 			            strerror(-rc));

@@ -155,6 +155,14 @@ bool cluster_stalled_recently(const struct cluster *c);
 uint64_t cluster_last_stall_ms(const struct cluster *c);
 /* The database password, for probes of other members' databases. */
 const char *cluster_db_password(const struct cluster *c);
+
+/*
+ * cluster_log_json describes the local Raft log and applied state for
+ * node-status-json: term, last index and term, commit and applied index,
+ * and state_digest, the SHA-256 of the applied state, equal on every
+ * member that applied the same entries.  NULL when out of memory.
+ */
+cJSON *cluster_log_json(struct cluster *c);
 /* Propose a command (leader only; see raftio_propose). */
 int cluster_propose(struct cluster *c, const struct clusterfsm_cmd *cmd, raftio_propose_cb cb,
                     void *arg) __attribute__((warn_unused_result));

@@ -6,7 +6,11 @@
 #include "cluster_int.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 void cluster_set_ext(struct cluster *c, const struct cluster_ext *ext)
 {
@@ -123,4 +127,43 @@ void cluster_notify(struct cluster *c, enum notify_event ev, const char *node)
 {
 	if (c->h.event != NULL)
 		c->h.event(c->h.arg, ev, node);
+}
+
+/* state_digest fills hex (65 bytes) with the SHA-256 of the encoded applied state; false if none.
+ */
+static bool state_digest(const struct cluster_state *st, char *hex)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	void *buf = malloc(CLUSTERFSM_SNAPSHOT_MAX);
+	if (buf == NULL)
+		return false;
+	ssize_t n = clusterfsm_snapshot_encode(st, buf, CLUSTERFSM_SNAPSHOT_MAX);
+	bool ok = n > 0 && EVP_Digest(buf, (size_t)n, md, &mdlen, EVP_sha256(), NULL) == 1;
+	free(buf);
+	for (unsigned i = 0; ok && i < mdlen && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return ok;
+}
+
+cJSON *cluster_log_json(struct cluster *c)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL)
+		return NULL;
+	bool up =
+	    c->started && c->rio.r_ready && !cluster_closing(c) && c->phase != CLUSTER_REOPENING;
+	char digest[65] = "";
+	cJSON_AddBoolToObject(o, "configured", up && raftio_configured(&c->rio));
+	cJSON_AddBoolToObject(o, "voter", up && raftio_voter(&c->rio, c->id));
+	cJSON_AddNumberToObject(o, "voters", up ? (double)raftio_voters(&c->rio, NULL, 0) : 0);
+	cJSON_AddNumberToObject(o, "term", up ? (double)c->rio.r.current_term : 0);
+	cJSON_AddNumberToObject(o, "last_index", up ? (double)raftio_last_index(&c->rio) : 0);
+	cJSON_AddNumberToObject(o, "last_term", up ? (double)raftio_last_term(&c->rio) : 0);
+	cJSON_AddNumberToObject(o, "commit_index", up ? (double)raft_commit_index(&c->rio.r) : 0);
+	cJSON_AddNumberToObject(o, "applied_index", up ? (double)raft_last_applied(&c->rio.r) : 0);
+	if (up)
+		(void)state_digest(&c->rio.st, digest);
+	cJSON_AddStringToObject(o, "state_digest", digest);
+	return o;
 }

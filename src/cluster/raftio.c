@@ -57,6 +57,33 @@ bool raftio_has_state(const char *dir)
 	return false;
 }
 
+int raftio_discard_log(const char *dir)
+{
+	static const char *const metadata[] = {"metadata1", "metadata2", NULL};
+	return fsutil_empty_dir(dir, metadata);
+}
+
+uint64_t raftio_last_index(struct raftio *x)
+{
+	return x->r_ready ? raft_last_index(&x->r) : 0;
+}
+
+/*
+ * raftio_last_term reads the term of the last entry from the server's
+ * trail (struct raft_trail, declared in raft.h: one record per term, the
+ * last index reached in it), which libraft has no call for.  With no
+ * record the log holds nothing beyond the last snapshot, whose term it is.
+ */
+uint64_t raftio_last_term(struct raftio *x)
+{
+	if (!x->r_ready)
+		return 0;
+	const struct raft_trail *t = &x->r.trail;
+	if (t->front != t->back && t->size > 0)
+		return t->records[(t->back + t->size - 1) % t->size].term;
+	return t->snapshot.term;
+}
+
 /* fsm_apply decodes and applies one committed command; the result goes in the ring. */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {

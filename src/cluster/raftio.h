@@ -81,6 +81,23 @@ int raftio_start(struct raftio *x, bool bootstrap_self, const struct raft_config
 /* raftio_has_state: the data directory holds a raft state (metadata). */
 bool raftio_has_state(const char *dir);
 
+/*
+ * raftio_discard_log removes the log and the snapshots from the data
+ * directory of a closed server and keeps its metadata (current term and
+ * vote, which must survive: a vote given in a term is never given twice).
+ * Started again, the server has no entry and no configuration and takes
+ * both from a leader.  0 or -errno.
+ */
+int raftio_discard_log(const char *dir) __attribute__((warn_unused_result));
+
+/*
+ * The last entry of the local log, committed or not: its index and its
+ * term (0 and 0 for an empty log), what Raft compares to tell which of two
+ * logs is more up to date.
+ */
+uint64_t raftio_last_index(struct raftio *x);
+uint64_t raftio_last_term(struct raftio *x);
+
 /* raftio_leader: the known leader's id and address (0 / "" when none). */
 uint64_t raftio_leader(struct raftio *x, const char **address);
 bool raftio_is_leader(struct raftio *x);

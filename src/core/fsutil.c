@@ -110,7 +110,15 @@ bool fsutil_dir_has_files(const char *dir)
 	return found;
 }
 
-int fsutil_empty_dir(const char *dir)
+static bool kept(const char *name, const char *const *keep)
+{
+	for (size_t i = 0; keep != NULL && keep[i] != NULL; i++)
+		if (strcmp(name, keep[i]) == 0)
+			return true;
+	return false;
+}
+
+int fsutil_empty_dir(const char *dir, const char *const *keep)
 {
 	DIR *d = opendir(dir);
 	if (d == NULL)
@@ -119,7 +127,8 @@ int fsutil_empty_dir(const char *dir)
 	struct dirent *e;
 	char path[4096];
 	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+		    kept(e->d_name, keep))
 			continue;
 		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path)) {
 			rc = rc != 0 ? rc : -ENAMETOOLONG;

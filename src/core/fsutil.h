@@ -33,9 +33,10 @@ bool fsutil_dir_has_files(const char *dir);
 
 /*
  * fsutil_empty_dir removes every regular file in dir (not recursive; the
- * Raft directory is flat).  Returns 0 or -errno of the first failure.
+ * Raft directory is flat) but those named in keep (NULL-terminated, or
+ * NULL for none).  Returns 0 or -errno of the first failure.
  */
-int fsutil_empty_dir(const char *dir);
+int fsutil_empty_dir(const char *dir, const char *const *keep);
 
 /* fsutil_mkdirs creates dir and its missing parents (mode). 0 or -errno. */
 int fsutil_mkdirs(const char *dir, mode_t mode);
