@@ -275,7 +275,11 @@ static void on_tick(uv_timer_t *t)
 		cJSON *m = cluster_join_msg(c, &rep);
 		cluster_admit(c, NULL, m);
 		cJSON_Delete(m);
-	} else if (!leading && !held && (stale || !c->in_majority || !raftio_configured(&c->rio))) {
+	} else if (!leading && !held &&
+	           (stale || !c->in_majority || !raftio_configured(&c->rio) ||
+	            !raftio_voter(&c->rio, c->id))) {
+		/* Also a standby of the configuration (after a reset): the join makes it a voter.
+		 */
 		cluster_send_joins(c, &rep);
 	}
 	if (leading) {
@@ -315,7 +319,50 @@ bool cluster_start(struct cluster *c)
 
 static void close_all(struct cluster *c);
 
-/* on_reopen_closed starts raft again, forcing the reset voting set (raft_recover). */
+/*
+ * reopen_start starts raft again after a reset: the source forces the
+ * configuration {itself: voter, the other survivors: standby} on its log
+ * (raft_recover) and leads alone at once; any other survivor discards its
+ * log, keeping term and vote, and waits for the source's (cluster_reset_coord.c
+ * says why).  0 or a RAFT_* error (err filled).
+ */
+static int reopen_start(struct cluster *c, char *err, size_t errlen)
+{
+	const struct cluster_reset_set *s = &c->reset_set;
+	bool source = s->id[s->source] == c->id;
+	if (!source) {
+		/* A few unlinks, once per reset, on a closed server: on the loop. */
+		int rc = raftio_discard_log(c->dir);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot discard the log in %s: %s", c->dir,
+			         strerror(-rc));
+			return RAFT_IOERR;
+		}
+		log_warning("cluster %s: reset-members: local log discarded (term and vote kept); "
+		            "waiting for the log of %s, the most up-to-date survivor",
+		            c->name, s->address[s->source]);
+		return raftio_start(&c->rio, false, NULL, err, errlen);
+	}
+	struct raft_configuration conf;
+	int rc = 0;
+	raft_configuration_init(&conf);
+	for (size_t i = 0; rc == 0 && i < s->n; i++) {
+		rc = raft_configuration_add(&conf, s->id[i], s->address[i],
+		                            i == s->source ? RAFT_VOTER : RAFT_STANDBY);
+		if (rc != 0)
+			snprintf(err, errlen, "cannot build the configuration");
+	}
+	if (rc == 0) {
+		log_warning("cluster %s: reset-members: this agent has the most up-to-date log: "
+		            "forcing the new configuration on it",
+		            c->name);
+		rc = raftio_start(&c->rio, false, &conf, err, errlen);
+	}
+	raft_configuration_close(&conf);
+	return rc;
+}
+
+/* on_reopen_closed starts raft again with the reset voting set. */
 static void on_reopen_closed(void *arg)
 {
 	struct cluster *c = arg;
@@ -326,17 +373,8 @@ static void on_reopen_closed(void *arg)
 		return;
 	}
 	int rc = open_raft(c, err, sizeof(err));
-	struct raft_configuration conf;
-	raft_configuration_init(&conf);
-	for (size_t i = 0; rc == 0 && i < c->reset_set.n; i++)
-		if (raft_configuration_add(&conf, c->reset_set.id[i], c->reset_set.address[i],
-		                           RAFT_VOTER) != 0) {
-			rc = RAFT_NOMEM;
-			snprintf(err, sizeof(err), "cannot build the configuration");
-		}
 	if (rc == 0)
-		rc = raftio_start(&c->rio, false, &conf, err, sizeof(err));
-	raft_configuration_close(&conf);
+		rc = reopen_start(c, err, sizeof(err));
 	(void)cluster_set_phase(c, CLUSTER_RUNNING);
 	if (rc != 0) {
 		log_severe("cluster %s: reset-members: the consensus module could not restart: %s",
@@ -352,8 +390,8 @@ static void on_reopen_closed(void *arg)
 	c->join_last_ms = c->hb_last_ms = 0;
 	members_init(&c->mem, c->node_timeout_ms);
 	log_info("cluster %s: reset-members: consensus module restarted with a voting set of %zu "
-	         "member(s); the survivors now elect a leader among themselves",
-	         c->name, c->reset_set.n);
+	         "member(s); %s leads them and the others take its log",
+	         c->name, c->reset_set.n, c->reset_set.address[c->reset_set.source]);
 }
 
 void cluster_reopen(struct cluster *c)

@@ -63,9 +63,15 @@
 /* Heartbeat rounds remembered for the lease (cluster_live.c): a few node timeouts' worth. */
 #define CLUSTER_HB_RING 128
 
-/* The voting set reset-members forces on the survivors (raft_recover). */
+/*
+ * The voting set reset-members forces on the survivors.  Only the source,
+ * the survivor with the most up-to-date log, keeps its log and forces the
+ * set on it (raft_recover); the others discard theirs and take the
+ * source's, so that no two logs hold different entries at one index.
+ */
 struct cluster_reset_set {
 	size_t n;
+	size_t source; /* index of the source in id and address */
 	uint64_t id[CLUSTERFSM_MAX_NODES];
 	char address[CLUSTERFSM_MAX_NODES][CLUSTERFSM_ADDR_MAX];
 };
@@ -359,6 +365,12 @@ void cluster_rpc_reset_abort(struct cluster *c, struct rpc_conn *conn, uint64_t 
 void cluster_reset_arm(struct cluster *c, uint64_t delay_ms);
 /* cluster_reset_id_text formats a reset id for messages and logs (out: 17 bytes or more). */
 void cluster_reset_id_text(uint64_t rid, char *out, size_t len);
+/*
+ * cluster_reset_newer: the log ending at (term, index) is more up to date
+ * than the one ending at (than_term, than_index), Raft's comparison: the
+ * later last term wins, then the longer log.
+ */
+bool cluster_reset_newer(uint64_t term, uint64_t index, uint64_t than_term, uint64_t than_index);
 /* cluster_reset_set_text lists the addresses of a reset set, comma separated. */
 void cluster_reset_set_text(const struct cluster_reset_set *s, char *out, size_t len);
 

@@ -9,26 +9,37 @@
  *     ("reset-probe", each bounded by CLUSTER_RESET_CALL_MS).  Every agent
  *     that answers must be without a leader as well, or the reset is
  *     refused: an agent that still sees a leader belongs to a live majority,
- *     and rebuilding beside it would make a second cluster;
+ *     and rebuilding beside it would make a second cluster.  Each answer
+ *     carries the term and index of the agent's last log entry;
  *  3. it refuses when the reachable agents are a majority of the voting
  *     set: those elect a leader by themselves;
  *  4. phase 1, "reset-apply": it proposes the new voting set (exactly the
- *     reachable agents and itself, all voters) under a random 64-bit reset
- *     id.  Each participant checks again that it has no leader and only
- *     holds the set as "prepared" for CLUSTER_RESET_PREPARE_MS: nothing
- *     restarts in this phase;
+ *     reachable agents and itself) and its source, the agent whose log is
+ *     the most up to date (Raft's comparison: last term, then last index),
+ *     under a random 64-bit reset id.  Each participant checks again that
+ *     it has no leader and only holds the set as "prepared" for
+ *     CLUSTER_RESET_PREPARE_MS: nothing restarts in this phase;
  *  5. only when every participant answered "prepared" does it send phase 2,
  *     "reset-commit" with the same id.  A refusal or a missing answer in
  *     phase 1 makes it send "reset-abort" to the others instead and refuse
  *     the operator: nothing restarts anywhere.  A participant receiving the
  *     commit checks once more for a leader and arms its restart;
- *  6. when the commits are answered it answers the operator and arms its
- *     own restart, last.  Right before restarting (raft_recover forcing the
- *     set, cluster_reopen) every agent checks for a leader one final time
- *     and drops the reset if one appeared.
- * The survivors then elect a leader, which commits MEMBER_LEAVE for every
- * member outside the voting set (cluster_reset_gone): the status and the
- * .nodes files drop them.
+ *  6. when the commits are answered (the source's answer is required: the
+ *     others are about to give up their logs for its) it answers the
+ *     operator and arms its own restart, last.  Right before restarting
+ *     (cluster_reopen) every agent checks for a leader one final time and
+ *     drops the reset if one appeared.
+ * What libraft asks of a recovery is followed: raft_recover runs once, on
+ * the source, which forces the configuration {source: voter, the others:
+ * standby} on its log and so leads at once.  Every other survivor discards
+ * its log but keeps its term and vote (raftio_discard_log) and is sent the
+ * source's log by it; it then asks to join and is made a voter again.  Had
+ * every survivor forced the set on its own log, each would have appended it
+ * at its own last index: survivors of different log lengths would hold
+ * different entries at one index, and the shorter one would never apply
+ * what only the longer one had.  The leader then commits MEMBER_LEAVE for
+ * every member outside the configuration (cluster_reset_gone): the status
+ * and the .nodes files drop them.
  *
  * What the guard cannot do: tell a crashed agent from one cut off by a
  * partition, whatever that side's state: a side that has a leader but cannot
@@ -64,6 +75,9 @@ struct reset_peer {
 	uint64_t id;
 	char address[CLUSTERFSM_ADDR_MAX];
 	enum reset_answer ans;
+	bool configured;    /* it has a log (an empty one only takes the source's) */
+	uint64_t last_term; /* its last log entry, from the probe */
+	uint64_t last_index;
 	enum step_answer step[RESET_STEPS];
 	char detail[192];
 };
@@ -150,6 +164,7 @@ static cJSON *step_msg(struct reset_op *op, enum reset_step step)
 	cJSON *m = reset_msg(c, steps[step].type, op->rid);
 	if (m == NULL || step != RESET_PREPARE)
 		return m;
+	cJSON_AddStringToObject(m, "source", c->reset_set.address[c->reset_set.source]);
 	cJSON *servers = cJSON_AddArrayToObject(m, "servers");
 	for (size_t k = 0; servers != NULL && k < c->reset_set.n; k++) {
 		char id[32];
@@ -270,8 +285,17 @@ static void commit_done(struct reset_op *op)
 	for (size_t i = 0; i < op->n; i++) {
 		struct reset_peer *p = &op->p[i];
 		char line[512];
+		bool source = strcmp(p->address, c->reset_set.address[c->reset_set.source]) == 0;
 		if (p->step[RESET_COMMIT] == STEP_REFUSED) {
 			snprintf(line, sizeof(line), "%s refused: %s", p->address, p->detail);
+			append(refusals, sizeof(refusals), line);
+		} else if (p->step[RESET_COMMIT] == STEP_SILENT && source) {
+			/* Unknown whether it restarts: the others must not give up their logs. */
+			snprintf(
+			    line, sizeof(line),
+			    "%s, the source whose log the others would take, did not acknowledge "
+			    "the commit (%s)",
+			    p->address, p->detail);
 			append(refusals, sizeof(refusals), line);
 		} else if (p->step[RESET_COMMIT] == STEP_SILENT) {
 			append(silent, sizeof(silent), p->address);
@@ -310,13 +334,15 @@ static void commit_done(struct reset_op *op)
 	char msg[3072];
 	snprintf(msg, sizeof(msg),
 	         "reset-members: the voting set of cluster %s is now {%s} (%zu member(s)); left "
-	         "out as unreachable: {%s}. The survivors restart their consensus module with this "
-	         "set and elect a leader, which then removes the members left out from the status "
-	         "and the .nodes files. An agent left out that is started again later rejoins like "
-	         "a new one (its address must still be in the allowed node list). Check the result "
-	         "with 'efm cluster-status %s'.%s%s%s",
-	         c->name, set, c->reset_set.n, gone, c->name,
-	         silent[0] != '\0' ? " Warning: the commit was not acknowledged by {" : "", silent,
+	         "out as unreachable: {%s}. %s, whose log is the most up to date, restarts its "
+	         "consensus module with this set and leads; the other survivors take its log and "
+	         "become voters again. The leader then removes the members left out from the "
+	         "status and the .nodes files. An agent left out that is started again later "
+	         "rejoins like a new one (its address must still be in the allowed node list). "
+	         "Check the result with 'efm cluster-status %s'.%s%s%s",
+	         c->name, set, c->reset_set.n, gone, c->reset_set.address[c->reset_set.source],
+	         c->name, silent[0] != '\0' ? " Warning: the commit was not acknowledged by {" : "",
+	         silent,
 	         silent[0] != '\0' ? "}; if such a member did not restart (see its log), it keeps "
 	                             "the old configuration: run reset-members again"
 	                           : "");
@@ -418,7 +444,7 @@ static void probes_done(struct reset_op *op)
 			                               p->address, p->detail));
 			return;
 		}
-		if (p->ans == ANS_NO_LEADER)
+		if (p->ans == ANS_NO_LEADER && p->configured)
 			alive++;
 	}
 	if (alive * 2 > op->voters) {
@@ -435,14 +461,24 @@ static void probes_done(struct reset_op *op)
 		return;
 	}
 	struct cluster_reset_set *s = &c->reset_set;
+	/* The source: the most up-to-date log; this agent's on a tie, it restarts last. */
+	uint64_t best_term = raftio_last_term(&c->rio), best_index = raftio_last_index(&c->rio);
 	s->n = 0;
+	s->source = 0;
 	s->id[s->n] = c->id;
 	snprintf(s->address[s->n++], CLUSTERFSM_ADDR_MAX, "%s", c->address);
 	for (size_t i = 0; i < op->n; i++) {
-		if (op->p[i].ans != ANS_NO_LEADER)
+		const struct reset_peer *p = &op->p[i];
+		if (p->ans != ANS_NO_LEADER)
 			continue;
-		s->id[s->n] = op->p[i].id;
-		snprintf(s->address[s->n++], CLUSTERFSM_ADDR_MAX, "%s", op->p[i].address);
+		if (p->configured &&
+		    cluster_reset_newer(p->last_term, p->last_index, best_term, best_index)) {
+			best_term = p->last_term;
+			best_index = p->last_index;
+			s->source = s->n;
+		}
+		s->id[s->n] = p->id;
+		snprintf(s->address[s->n++], CLUSTERFSM_ADDR_MAX, "%s", p->address);
 	}
 	char set[1024];
 	cluster_reset_set_text(s, set, sizeof(set));
@@ -453,9 +489,33 @@ static void probes_done(struct reset_op *op)
 	char rid[32];
 	cluster_reset_id_text(op->rid, rid, sizeof(rid));
 	log_info("cluster %s: reset-members: %zu of %zu voting members are running, none has a "
-	         "leader; the new voting set is {%s} (reset %s)",
-	         c->name, alive, op->voters, set, rid);
+	         "leader; the new voting set is {%s} (reset %s); the most up-to-date log is %s's "
+	         "(last entry: term %llu, index %llu), the others will take it",
+	         c->name, alive, op->voters, set, rid, s->address[s->source],
+	         (unsigned long long)best_term, (unsigned long long)best_index);
 	send_step(op, RESET_PREPARE);
+}
+
+/* read_u64 reads a whole, non-negative JSON number below 2^53 (exact in a double). */
+static bool read_u64(const cJSON *o, const char *key, uint64_t *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble >= 9007199254740992.0 ||
+	    v->valuedouble != (double)(uint64_t)v->valuedouble)
+		return false;
+	*out = (uint64_t)v->valuedouble;
+	return true;
+}
+
+/* read_position reads the log position a probe answer carries; false if malformed. */
+static bool read_position(const cJSON *reply, bool *configured, uint64_t *term, uint64_t *index)
+{
+	const cJSON *conf = cJSON_GetObjectItemCaseSensitive(reply, "configured");
+	if (!cJSON_IsBool(conf) || !read_u64(reply, "last_term", term) ||
+	    !read_u64(reply, "last_index", index))
+		return false;
+	*configured = cJSON_IsTrue(conf);
+	return true;
 }
 
 static void on_probe_reply(void *arg, int status, const cJSON *reply)
@@ -472,9 +532,18 @@ static void on_probe_reply(void *arg, int status, const cJSON *reply)
 	if (status != 0) {
 		p->ans = ANS_UNREACHABLE;
 		snprintf(p->detail, sizeof(p->detail), "%s", strerror(-status));
+	} else if (cJSON_IsTrue(ok) && cJSON_IsFalse(has) &&
+	           !read_position(reply, &p->configured, &p->last_term, &p->last_index)) {
+		p->ans = ANS_REFUSED;
+		snprintf(p->detail, sizeof(p->detail),
+		         "its answer has no valid log position (an older efm version? upgrade "
+		         "it first)");
 	} else if (cJSON_IsTrue(ok) && cJSON_IsFalse(has)) {
 		p->ans = ANS_NO_LEADER;
-		snprintf(p->detail, sizeof(p->detail), "running, no leader");
+		snprintf(p->detail, sizeof(p->detail),
+		         p->configured ? "running, no leader, last log entry term %llu index %llu"
+		                       : "running, no leader, no log yet (%llu/%llu)",
+		         (unsigned long long)p->last_term, (unsigned long long)p->last_index);
 	} else if (cJSON_IsTrue(ok)) {
 		p->ans = ANS_HAS_LEADER;
 		snprintf(p->detail, sizeof(p->detail), "%s",

@@ -34,6 +34,11 @@ static uint64_t parse_rid(const cJSON *msg)
 	return (uint64_t)x;
 }
 
+bool cluster_reset_newer(uint64_t term, uint64_t index, uint64_t than_term, uint64_t than_index)
+{
+	return term != than_term ? term > than_term : index > than_index;
+}
+
 void cluster_reset_set_text(const struct cluster_reset_set *s, char *out, size_t len)
 {
 	size_t used = 0;
@@ -109,13 +114,19 @@ static void disarm(struct cluster *c)
 		uv_timer_stop(&c->reset_timer);
 }
 
-/* parse_set reads the "servers" array of a reset-apply into s; false if malformed. */
+/*
+ * parse_set reads the "servers" array and the "source" of a reset-apply
+ * into s; false if malformed (the source must be one of the servers).
+ */
 static bool parse_set(const cJSON *msg, struct cluster_reset_set *s)
 {
 	const cJSON *servers = cJSON_GetObjectItemCaseSensitive(msg, "servers");
+	const cJSON *source = cJSON_GetObjectItemCaseSensitive(msg, "source");
 	const cJSON *e;
+	bool has_source = false;
 	s->n = 0;
-	if (!cJSON_IsArray(servers))
+	s->source = 0;
+	if (!cJSON_IsArray(servers) || !cJSON_IsString(source))
 		return false;
 	cJSON_ArrayForEach(e, servers)
 	{
@@ -129,9 +140,13 @@ static bool parse_set(const cJSON *msg, struct cluster_reset_set *s)
 		if (end == id->valuestring || *end != '\0' || s->id[s->n] == 0 ||
 		    s->id[s->n] != raftio_id_of(a->valuestring))
 			return false;
+		if (strcmp(a->valuestring, source->valuestring) == 0) {
+			has_source = true;
+			s->source = s->n;
+		}
 		snprintf(s->address[s->n++], CLUSTERFSM_ADDR_MAX, "%s", a->valuestring);
 	}
-	return s->n > 0;
+	return s->n > 0 && has_source;
 }
 
 /* cluster_rpc_reset_probe answers whether this agent runs, and whether it has a leader. */
@@ -140,7 +155,11 @@ void cluster_rpc_reset_probe(struct cluster *c, struct rpc_conn *conn, uint64_t 
 {
 	const char *leader = cluster_leader_address(c);
 	cJSON *r;
-	if (!c->started || c->phase == CLUSTER_REOPENING || !raftio_configured(&c->rio)) {
+	/*
+	 * An agent running Raft with no log (a reset it took part in whose
+	 * source never restarted) answers too: it can take a source's log.
+	 */
+	if (!c->started || c->phase == CLUSTER_REOPENING) {
 		r = cluster_error_reply("%s has no cluster state", c->address);
 	} else if (cluster_in_reset(c)) {
 		r = cluster_error_reply("%s is busy with another reset-members", c->address);
@@ -150,6 +169,9 @@ void cluster_rpc_reset_probe(struct cluster *c, struct rpc_conn *conn, uint64_t 
 		cJSON_AddBoolToObject(r, "leader", leader != NULL);
 		cJSON_AddStringToObject(r, "leader_address", leader != NULL ? leader : "");
 		cJSON_AddStringToObject(r, "address", c->address);
+		cJSON_AddBoolToObject(r, "configured", raftio_configured(&c->rio));
+		cJSON_AddNumberToObject(r, "last_term", (double)raftio_last_term(&c->rio));
+		cJSON_AddNumberToObject(r, "last_index", (double)raftio_last_index(&c->rio));
 	}
 	log_info("cluster %s: reset-members: %s asks whether this agent runs without a leader: "
 	         "%s%s",
@@ -198,9 +220,11 @@ void cluster_rpc_reset_apply(struct cluster *c, struct rpc_conn *conn, uint64_t 
 	start_reset_timer(c, on_prepare_expired, CLUSTER_RESET_PREPARE_MS);
 	cluster_reset_set_text(&s, set, sizeof(set));
 	cluster_reset_id_text(rid, rtext, sizeof(rtext));
-	log_warning("cluster %s: reset-members: %s proposes the voting set {%s} (reset %s): "
-	            "prepared, waiting %d s for its commit; nothing restarts before it",
-	            c->name, peer_addr, set, rtext, CLUSTER_RESET_PREPARE_MS / 1000);
+	log_warning("cluster %s: reset-members: %s proposes the voting set {%s} with the log of "
+	            "%s (reset %s): prepared, waiting %d s for its commit; nothing restarts "
+	            "before it",
+	            c->name, peer_addr, set, s.address[s.source], rtext,
+	            CLUSTER_RESET_PREPARE_MS / 1000);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddBoolToObject(r, "ok", true);
 	cJSON_AddBoolToObject(r, "prepared", true);

@@ -5,8 +5,8 @@ import subprocess
 import time
 
 from harness import EFM, wait_for
-from test_cluster import FULL, M, NODE_TIMEOUT, S, W, X, addr, members, nodes_file, \
-    started_three, three, view
+from test_cluster import FULL, M, NODE_TIMEOUT, S, W, X, addr, leader_of, members, \
+    nodes_file, started_three, three, view
 
 Y = "127.0.0.6"
 
@@ -214,3 +214,78 @@ def test_node_joins_after_many_entries_through_a_snapshot(cluster):
     assert st["failoverpriority"] == ref["failoverpriority"]
     assert "state restored from a snapshot" in x.read_log()
     no_asan(list(ag.values()) + [x])
+
+
+Z = "127.0.0.7"
+
+
+def raft(agent):
+    return agent.node_status().get("raft", {})
+
+
+def test_reset_members_survivors_with_different_logs_end_equal(cluster):
+    """Five voters; an entry reaches every agent but one follower, down
+    meanwhile (short); the leader and two more die.  The short survivor coordinates
+    the reset: the long one's log must win and the short one must end with
+    the very same applied state, the lost entry included."""
+    ag = three(cluster)
+    hosts = (M, S, W, X, Z)
+    listed = [addr(cluster, h) for h in hosts]
+    for h in (X, Z):
+        ag[h] = cluster.agent(h, node_timeout=NODE_TIMEOUT, is_witness="true")
+    for a in ag.values():
+        a.nodes = listed
+        a.write_config()
+        a.start(wait=False)
+    full5 = dict(FULL, **{X: ("Witness", "UP", "UNKNOWN"), Z: ("Witness", "UP", "UNKNOWN")})
+    for a in ag.values():
+        wait_for(lambda: view(a) == full5, 40, f"{a.host} to see five")
+    leader = wait_for(lambda: leader_of(ag.values()), 10, "a leader")
+    # Two witnesses survive: no database changes role while the others are gone.
+    followers = [h for h in (W, X, Z) if ag[h] is not leader]
+    short, long_ = ag[followers[0]], ag[followers[1]]
+    doomed = [a for a in ag.values() if a not in (short, long_)]
+    # Killed, not frozen: a frozen agent still finds the entry in its socket
+    # buffer when thawed.  Back before the leader could remove it (2 T).
+    short.stop(signal.SIGKILL)
+    r = long_.efm("add-node", cluster.name, "10.9.0.1")
+    assert r.returncode == 0, r.stderr
+    for a in [long_] + doomed:
+        wait_for(lambda: "10.9.0.1" in members(a)["allowednodes"], 10,
+                 f"{a.host} to apply the entry")
+    for a in doomed:
+        a.stop(signal.SIGKILL)
+    short.start(wait=False)
+    wait_for(lambda: minority(long_), 10, f"{long_.host} in the minority")
+    wait_for(lambda: "resuming the saved cluster state" in short.read_log() and
+             short.node_status(), 20, f"{short.host} back with its log")
+    before = {a.host: raft(a) for a in (short, long_)}
+    assert (before[long_.host]["last_term"], before[long_.host]["last_index"]) > \
+        (before[short.host]["last_term"], before[short.host]["last_index"]), before
+    r = short.efm("reset-members", cluster.name, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert f"{addr(cluster, long_.host)}, whose log is the most up to date" in r.stdout, r.stdout
+    expect = {short.host: full5[short.host], long_.host: full5[long_.host]}
+    for a in (short, long_):
+        wait_for(lambda: view(a) == expect, 30, f"{a.host} to see the two survivors")
+    wait_for(lambda: "10.9.0.1" in members(short)["allowednodes"], 20,
+             "the short survivor to have the entry only the long one had")
+
+    def same():
+        got = [raft(a) for a in (short, long_)]
+        return got if all(g["configured"] and g["applied_index"] == g["last_index"]
+                          for g in got) and \
+            len({(g["state_digest"], g["last_index"], g["last_term"]) for g in got}) == 1 \
+            else None
+    final = wait_for(same, 20, "both survivors to hold the same log and state")
+    assert final[0]["state_digest"], final
+    assert "forcing the new configuration" in long_.read_log()
+    assert "local log discarded" in short.read_log()
+    # Both vote again; the source alone could commit without the other.
+    for a in (short, long_):
+        wait_for(lambda: raft(a)["voter"] and raft(a)["voters"] == 2, 20,
+                 f"{a.host} to count two voters, itself one of them")
+    r = long_.efm("add-node", cluster.name, Y)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: Y in members(short)["allowednodes"], 10, "the pair to commit")
+    no_asan([short, long_])

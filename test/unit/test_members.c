@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "cluster_int.h"
 #include "fsutil.h"
 #include "members.h"
 #include "nodesfile.h"
@@ -185,7 +186,15 @@ static void test_write_atomic(void **state)
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	assert_int_equal(access(tmp, F_OK), -1);
 	assert_true(fsutil_dir_has_files(dir));
-	assert_int_equal(fsutil_empty_dir(dir), 0);
+	/* A kept name survives; everything else goes. */
+	static const char *const keep[] = {"acctg.nodes", NULL};
+	char other[300];
+	snprintf(other, sizeof(other), "%s/open-1", dir);
+	assert_int_equal(fsutil_write_atomic(other, "x", 1, 0600), 0);
+	assert_int_equal(fsutil_empty_dir(dir, keep), 0);
+	assert_int_equal(access(other, F_OK), -1);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(fsutil_empty_dir(dir, NULL), 0);
 	assert_false(fsutil_dir_has_files(dir));
 	assert_true(fsutil_write_atomic("/nonexistent/dir/x", "x", 1, 0644) < 0);
 	char deep[300];
@@ -201,6 +210,18 @@ static void test_write_atomic(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* The reset source is chosen as Raft compares logs: last term first, then length. */
+static void test_reset_newer(void **state)
+{
+	(void)state;
+	assert_true(cluster_reset_newer(5, 10, 4, 20));
+	assert_false(cluster_reset_newer(4, 20, 5, 10));
+	assert_true(cluster_reset_newer(5, 11, 5, 10));
+	assert_false(cluster_reset_newer(5, 10, 5, 11));
+	assert_false(cluster_reset_newer(5, 10, 5, 10)); /* a tie is not newer */
+	assert_true(cluster_reset_newer(1, 1, 0, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +231,7 @@ int main(void)
 	    cmocka_unit_test(test_nodesfile_coalesced),
 	    cmocka_unit_test(test_raft_ids),
 	    cmocka_unit_test(test_write_atomic),
+	    cmocka_unit_test(test_reset_newer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
