@@ -7,7 +7,8 @@
  *   cluster_util.c        phase, clock, leader address, .nodes file, message shapes
  *   cluster_admit.c       the leader's side of membership: admit, remove
  *   cluster_cmds.c        node management commands, forwarding, stop-cluster
- *   cluster_reset_coord.c reset-members, the agent that coordinates it
+ *   cluster_reset_probe.c reset-members, the coordinator's probes and choice of set
+ *   cluster_reset_coord.c reset-members, the coordinator's steps (the protocol)
  *   cluster_reset_part.c  reset-members, the agents that take part
  *   cluster_status.c      cluster-status
  */
