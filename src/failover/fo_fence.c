@@ -16,11 +16,11 @@
  * The same steps serve a switchover's server control (fo_stop_db,
  * fo_start_db): a clean stop (-m fast, so that the standbys receive every
  * byte) followed by pg_controldata for the final checkpoint's position,
- * and a start, as a standby (standby.signal first) or as it was.
+ * and a start, as a standby (standby.signal first) or as it was.  The
+ * rewind of an old master (fo_rewind.c) starts with the same steps.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,51 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fo_int.h"
+#include "fo_fence_int.h"
 #include "log.h"
-
-/* pg_ctl status exit codes. */
-#define PG_CTL_RUNNING     0
-#define PG_CTL_NOT_RUNNING 3
-#define PG_CTL_NO_DATA_DIR 4
-
-/* What the action does with the server. */
-enum fence_mode {
-	MODE_FENCE,         /* stop -m immediate, standby.signal */
-	MODE_STOP_CLEAN,    /* stop -m fast, then pg_controldata */
-	MODE_START_STANDBY, /* standby.signal, then start */
-	MODE_START,         /* start as it is */
-	MODE_REWIND,        /* pg_rewind against a source server */
-};
-
-struct fence {
-	enum fence_mode mode;
-	char source[4096];    /* MODE_REWIND: the source server, without password */
-	char pgpassword[300]; /* "PGPASSWORD=..." or "" */
-	/* MODE_REWIND: the local configuration files, kept across pg_rewind (which copies the
-	 * source's); had: the file existed */
-	char conf[4][64 * 1024];
-	size_t conf_len[4];
-	bool conf_had[4];
-	bool rewind_ok; /* MODE_REWIND: pg_rewind's outcome, and its detail */
-	char rewind_detail[FO_DETAIL_MAX / 2];
-	char datadir[PATH_MAX];
-	char bin[PATH_MAX];
-	char pg_ctl[PATH_MAX];
-	char owner[128];  /* db.service.owner, else the data directory's owner */
-	char runuser[64]; /* "" when the agent is not root: pg_ctl runs as the agent */
-	uid_t uid;        /* the owner's, for standby.signal */
-	gid_t gid;
-	bool as_root;
-
-	bool was_running;                     /* pg_ctl status said running at first */
-	bool stop_tried;                      /* pg_ctl stop ran */
-	char stop_failure[FO_DETAIL_MAX / 2]; /* why the stop failed, "" when it did not */
-
-	char err[FO_DETAIL_MAX / 2]; /* a thread-pool step's failure, "" on success */
-	bool signal_existed;
-	bool postmaster_gone; /* postmaster.pid names no live process (see postmaster_gone) */
-};
 
 /* -- thread-pool steps ------------------------------------------------------ */
 
@@ -182,8 +139,7 @@ static void find_owner(struct fo_action *a)
 	}
 }
 
-/* write_signal creates standby.signal (or keeps the one there) with the owner and 0600. */
-static void write_signal(struct fo_action *a)
+void fence_write_signal(struct fo_action *a)
 {
 	struct fence *f = a->kind;
 	char path[PATH_MAX + 32];
@@ -217,26 +173,36 @@ static void write_signal(struct fo_action *a)
 
 static void status_step(struct fo_action *a);
 
-/* run_pg_ctl runs pg_ctl with args as the data directory's owner. */
-static void run_pg_ctl(struct fo_action *a, const char *const *args, size_t n, fo_run_cb done)
+void fence_run_as_owner(struct fo_action *a, const char *what, const char *prog,
+                        const char *const *args, size_t n, const char *const *env, size_t n_env,
+                        fo_run_cb done)
 {
 	struct fence *f = a->kind;
 	const char *argv[16];
 	size_t k = 0;
-	const char *path = f->pg_ctl;
+	const char *path = prog;
 	if (f->runuser[0] != '\0') {
 		path = f->runuser;
 		argv[k++] = "-u";
 		argv[k++] = f->owner;
 		argv[k++] = "--";
-		argv[k++] = f->pg_ctl;
+		argv[k++] = prog;
 	}
 	for (size_t i = 0; i < n && k < sizeof(argv) / sizeof(argv[0]); i++)
 		argv[k++] = args[i];
-	char what[192];
-	snprintf(what, sizeof(what), "pg_ctl %s%s%s", args[0], f->runuser[0] ? " as " : "",
+	char label[192];
+	snprintf(label, sizeof(label), "%s%s%s", what, f->runuser[0] ? " as " : "",
 	         f->runuser[0] ? f->owner : "");
-	fo__run(a, what, path, argv, k, NULL, 0, fo__remaining_ms(a), done);
+	fo__run(a, label, path, argv, k, env, n_env, fo__remaining_ms(a), done);
+}
+
+/* run_pg_ctl runs pg_ctl with args as the data directory's owner. */
+static void run_pg_ctl(struct fo_action *a, const char *const *args, size_t n, fo_run_cb done)
+{
+	struct fence *f = a->kind;
+	char what[64];
+	snprintf(what, sizeof(what), "pg_ctl %s", args[0]);
+	fence_run_as_owner(a, what, f->pg_ctl, args, n, NULL, 0, done);
 }
 
 static void start_step(struct fo_action *a);
@@ -244,14 +210,6 @@ static void start_step(struct fo_action *a);
 static void on_signal_written(struct fo_action *a)
 {
 	struct fence *f = a->kind;
-	if (f->mode == MODE_REWIND) {
-		if (f->err[0] != '\0')
-			fo__finish(a, false, "%s%s%s", f->rewind_detail,
-			           f->rewind_detail[0] ? "; " : "", f->err);
-		else
-			fo__finish(a, f->rewind_ok, "%s", f->rewind_detail);
-		return;
-	}
 	if (f->mode == MODE_START_STANDBY) {
 		if (f->err[0] != '\0')
 			fo__finish(a, false, "%s", f->err);
@@ -278,7 +236,7 @@ static void on_signal_written(struct fo_action *a)
 static void signal_step(struct fo_action *a)
 {
 	fo__step(a, "writing standby.signal");
-	fo__work(a, write_signal, on_signal_written);
+	fo__work(a, fence_write_signal, on_signal_written);
 }
 
 /* pg_ctl_failure describes a pg_ctl run that did not do what was asked. */
@@ -301,9 +259,12 @@ static void on_controldata(struct fo_action *a, const struct script_result *r)
 		return;
 	}
 	/* only a clean shutdown's checkpoint is the end of the WAL the standbys must have */
-	const char *state = strstr(fo_action_output(a), "Database cluster state:");
-	if (state != NULL)
-		state += strlen("Database cluster state:") + strspn(state + 23, " \t");
+	static const char key[] = "Database cluster state:";
+	const char *state = strstr(fo_action_output(a), key);
+	if (state != NULL) {
+		state += strlen(key);
+		state += strspn(state, " \t");
+	}
 	if (state == NULL || strncmp(state, "shut down\n", 10) != 0) {
 		fo__finish(a, false,
 		           "the server did not shut down cleanly (pg_controldata): its last "
@@ -323,159 +284,6 @@ static void controldata_step(struct fo_action *a)
 	const char *args[] = {"-D", f->datadir};
 	const char *env[] = {"LC_ALL=C"};
 	fo__run(a, "pg_controldata", path, args, 2, env, 1, fo__remaining_ms(a), on_controldata);
-}
-
-static void put_conf_back(struct fo_action *a);
-
-/* rewound: pg_rewind's outcome, kept while standby.signal is put back. */
-static void rewound(struct fo_action *a, bool ok, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void rewound(struct fo_action *a, bool ok, const char *fmt, ...)
-{
-	struct fence *f = a->kind;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(f->rewind_detail, sizeof(f->rewind_detail), fmt, ap);
-	va_end(ap);
-	f->rewind_ok = ok;
-	fo__step(a, "putting the configuration files and standby.signal back");
-	fo__work(a, put_conf_back, on_signal_written);
-}
-
-static void on_rewind(struct fo_action *a, const struct script_result *r)
-{
-	char how[128], line[256];
-	const char *out = fo_action_output(a);
-	if (script_ok(r)) {
-		rewound(a, true, "%s",
-		        strstr(out, "no rewind required") != NULL
-		            ? "pg_rewind: no rewind required"
-		            : "pg_rewind: rewound to the new master's timeline");
-		return;
-	}
-	script_result_describe(r, how, sizeof(how));
-	/* pg_rewind's own message: its last "error:" line says what is wrong */
-	const char *e = strstr(out, "error:");
-	fo__first_line(e != NULL ? e : out, line, sizeof(line));
-	if (strstr(out, "wal_log_hints") != NULL)
-		rewound(a, false,
-		        "pg_rewind cannot run: the database uses neither data checksums nor "
-		        "wal_log_hints = on, so a diverged timeline cannot be rewound; rebuild it "
-		        "with pg_basebackup (and set wal_log_hints = on for next time)");
-	else
-		rewound(a, false, "pg_rewind failed: %s%s%s", how, line[0] ? ": " : "", line);
-}
-
-/* The configuration files pg_rewind would replace with the source's. */
-static const char *const conf_files[4] = {"postgresql.conf", "postgresql.auto.conf", "pg_hba.conf",
-                                          "pg_ident.conf"};
-
-/* keep_conf reads the local configuration files before pg_rewind. */
-static void keep_conf(struct fence *f)
-{
-	for (size_t i = 0; i < 4 && f->err[0] == '\0'; i++) {
-		char path[PATH_MAX + 32];
-		snprintf(path, sizeof(path), "%s/%s", f->datadir, conf_files[i]);
-		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0) {
-			if (errno != ENOENT)
-				snprintf(f->err, sizeof(f->err), "cannot read %s: %s", path,
-				         strerror(errno));
-			continue;
-		}
-		ssize_t n = read(fd, f->conf[i], sizeof(f->conf[i]));
-		char extra;
-		if (n < 0 || (n == (ssize_t)sizeof(f->conf[i]) && read(fd, &extra, 1) > 0))
-			snprintf(f->err, sizeof(f->err), "cannot keep %s across pg_rewind: %s",
-			         path, n < 0 ? strerror(errno) : "larger than 64 kB");
-		close(fd);
-		f->conf_had[i] = n >= 0;
-		f->conf_len[i] = n > 0 ? (size_t)n : 0;
-	}
-}
-
-/* put_conf_back writes the kept configuration files over the source's, then standby.signal. */
-static void put_conf_back(struct fo_action *a)
-{
-	struct fence *f = a->kind;
-	for (size_t i = 0; i < 4 && f->err[0] == '\0'; i++) {
-		if (!f->conf_had[i])
-			continue;
-		char path[PATH_MAX + 32];
-		snprintf(path, sizeof(path), "%s/%s", f->datadir, conf_files[i]);
-		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (fd < 0 || write(fd, f->conf[i], f->conf_len[i]) != (ssize_t)f->conf_len[i] ||
-		    (f->as_root && fchown(fd, f->uid, f->gid) != 0) || fsync(fd) != 0)
-			snprintf(f->err, sizeof(f->err), "cannot put %s back after pg_rewind: %s",
-			         path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-	}
-	if (f->err[0] == '\0')
-		write_signal(a);
-}
-
-/*
- * hide_signal keeps the configuration files (pg_rewind copies the source's
- * over them, its listen address and all) and removes standby.signal for
- * pg_rewind's run: pg_rewind first recovers a server that crashed in
- * single-user mode, which refuses standby mode.  rewound puts both back,
- * whatever pg_rewind did.
- */
-static void hide_signal(struct fo_action *a)
-{
-	struct fence *f = a->kind;
-	keep_conf(f);
-	if (f->err[0] != '\0')
-		return;
-	char path[PATH_MAX + 32];
-	snprintf(path, sizeof(path), "%s/standby.signal", f->datadir);
-	if (unlink(path) != 0 && errno != ENOENT)
-		snprintf(f->err, sizeof(f->err), "cannot remove %s for pg_rewind: %s", path,
-		         strerror(errno));
-}
-
-static void rewind_run(struct fo_action *a);
-
-static void on_signal_hidden(struct fo_action *a)
-{
-	struct fence *f = a->kind;
-	if (f->err[0] != '\0') {
-		fo__finish(a, false, "%s", f->err);
-		return;
-	}
-	rewind_run(a);
-}
-
-static void rewind_step(struct fo_action *a)
-{
-	fo__step(a, "removing standby.signal for pg_rewind");
-	fo__work(a, hide_signal, on_signal_hidden);
-}
-
-static void rewind_run(struct fo_action *a)
-{
-	struct fence *f = a->kind;
-	char path[PATH_MAX + 32], source[sizeof(f->source) + 32];
-	snprintf(path, sizeof(path), "%s/pg_rewind", f->bin);
-	snprintf(source, sizeof(source), "--source-server=%s", f->source);
-	const char *argv[8];
-	size_t k = 0;
-	const char *prog = path;
-	if (f->runuser[0] != '\0') {
-		prog = f->runuser;
-		argv[k++] = "-u";
-		argv[k++] = f->owner;
-		argv[k++] = "--";
-		argv[k++] = path;
-	}
-	argv[k++] = "-D";
-	argv[k++] = f->datadir;
-	argv[k++] = source;
-	const char *env[] = {"LC_ALL=C", f->pgpassword};
-	fo__step(a, "running pg_rewind");
-	fo__run(a, "pg_rewind", prog, argv, k, env, f->pgpassword[0] ? 2 : 1, fo__remaining_ms(a),
-	        on_rewind);
 }
 
 static void on_start(struct fo_action *a, const struct script_result *r)
@@ -522,7 +330,7 @@ static void on_status(struct fo_action *a, const struct script_result *r)
 	struct fence *f = a->kind;
 	if (f->mode == MODE_REWIND) {
 		if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_NOT_RUNNING) {
-			rewind_step(a);
+			fence_rewind_step(a);
 			return;
 		}
 		if (r->outcome == SCRIPT_EXITED && r->exit_code == PG_CTL_RUNNING) {
@@ -623,7 +431,7 @@ static void on_owner(struct fo_action *a)
 		log_info("%s: the server's postmaster has exited: removed its stale postmaster.pid",
 		         a->label);
 		if (f->mode == MODE_REWIND)
-			rewind_step(a);
+			fence_rewind_step(a);
 		else if (f->mode == MODE_START_STANDBY)
 			signal_step(a);
 		else
@@ -638,11 +446,12 @@ static void on_owner(struct fo_action *a)
 	status_step(a);
 }
 
-/* server_action sets up one of the modes; what names it in the log and in a missing setting. */
-static struct fo_action *server_action(uv_loop_t *loop, const struct efm_config *cfg,
-                                       enum fence_mode mode, const char *what, uint64_t timeout_ms,
-                                       fo_done_cb cb, void *arg)
+/* fence_new: what names the action in the log and in a missing setting. */
+struct fo_action *fence_new(uv_loop_t *loop, const struct efm_config *cfg, enum fence_mode mode,
+                            const char *what, uint64_t timeout_ms, fo_done_cb cb, void *arg,
+                            struct fence **out)
 {
+	*out = NULL;
 	char label[PATH_MAX];
 	snprintf(label, sizeof(label), "%s db %s", what,
 	         cfg->db_recovery_conf_dir[0] ? cfg->db_recovery_conf_dir : "(no data directory)");
@@ -676,8 +485,25 @@ static struct fo_action *server_action(uv_loop_t *loop, const struct efm_config 
 	snprintf(f->owner, sizeof(f->owner), "%s", cfg->db_service_owner);
 	log_info("%s: %s the local database (within %.1f s)", a->label,
 	         mode == MODE_FENCE ? "fencing" : what, (double)timeout_ms / 1000.0);
+	*out = f;
+	return a;
+}
+
+void fence_begin(struct fo_action *a)
+{
 	fo__step(a, "finding the data directory's owner");
 	fo__work(a, find_owner, on_owner);
+}
+
+/* server_action sets up one of the modes that need nothing more, and starts it. */
+static struct fo_action *server_action(uv_loop_t *loop, const struct efm_config *cfg,
+                                       enum fence_mode mode, const char *what, uint64_t timeout_ms,
+                                       fo_done_cb cb, void *arg)
+{
+	struct fence *f;
+	struct fo_action *a = fence_new(loop, cfg, mode, what, timeout_ms, cb, arg, &f);
+	if (f != NULL)
+		fence_begin(a);
 	return a;
 }
 
@@ -691,19 +517,6 @@ struct fo_action *fo_stop_db(uv_loop_t *loop, const struct efm_config *cfg, uint
                              fo_done_cb cb, void *arg)
 {
 	return server_action(loop, cfg, MODE_STOP_CLEAN, "stop", timeout_ms, cb, arg);
-}
-
-struct fo_action *fo_rewind_db(uv_loop_t *loop, const struct efm_config *cfg, const char *source,
-                               const char *password, uint64_t timeout_ms, fo_done_cb cb, void *arg)
-{
-	struct fo_action *a = server_action(loop, cfg, MODE_REWIND, "rewind", timeout_ms, cb, arg);
-	struct fence *f = a != NULL ? a->kind : NULL;
-	if (f != NULL) {
-		snprintf(f->source, sizeof(f->source), "%s", source);
-		if (password[0] != '\0')
-			snprintf(f->pgpassword, sizeof(f->pgpassword), "PGPASSWORD=%s", password);
-	}
-	return a;
 }
 
 struct fo_action *fo_start_db(uv_loop_t *loop, const struct efm_config *cfg, bool as_standby,
