@@ -52,10 +52,7 @@ static void done(struct rejoin *r, bool ok, const char *fmt, ...)
 		admin_reply(r->req, reply);
 	} else {
 		log_severe("failover: efm rejoin failed: %s", last);
-		if (r->steps[0] != '\0')
-			admin_reply_error(r->req, "%s%s", r->steps, last);
-		else
-			admin_reply_error(r->req, "%s", last);
+		admin_reply_error(r->req, "%s%s", r->steps, last);
 	}
 	free(r->conninfo);
 	free(r);
@@ -170,7 +167,6 @@ static void on_local(void *arg, const struct db_probe_result *res)
 void failover_rejoin_command(struct failover *fo, struct admin_request *req)
 {
 	enum node_type role = fo->h.role(fo->h.arg);
-	char master[CLUSTERFSM_ADDR_MAX];
 	if (fo->cfg->is_witness) {
 		admin_reply_error(req, "nothing to rejoin: a witness has no database");
 		return;
@@ -187,7 +183,6 @@ void failover_rejoin_command(struct failover *fo, struct admin_request *req)
 	}
 	/* the replicated master record: the member's own role may lag behind it */
 	const char *recorded = cluster_state(fo->cl)->master;
-	snprintf(master, sizeof(master), "%s", recorded);
 	if (recorded[0] == '\0' || strcmp(recorded, cluster_self_address(fo->cl)) == 0) {
 		admin_reply_error(req, "no other member is recorded as the master, so there is "
 		                       "none to follow (if this database is the master, use efm "
@@ -201,10 +196,10 @@ void failover_rejoin_command(struct failover *fo, struct admin_request *req)
 	}
 	r->fo = fo;
 	r->req = req;
-	snprintf(r->master, sizeof(r->master), "%s", master);
-	fo_host_of(master, r->host, sizeof(r->host));
+	snprintf(r->master, sizeof(r->master), "%s", recorded);
+	fo_host_of(r->master, r->host, sizeof(r->host));
 	log_warning("failover: efm rejoin from uid %ld: following the master %s", (long)req->uid,
-	            master);
+	            r->master);
 	if (db_probe(fo->loop, fo->cfg, fo->password, fo->cfg->db_host, fo->cfg->db_port,
 	             fo_remote_ms(fo), on_local, r) != 0)
 		done(r, false, "cannot check the local database");
