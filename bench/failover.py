@@ -79,33 +79,41 @@ def decision_time(agents, t_kill_wall):
     return float("nan")
 
 
+def start_cluster(c, timing):
+    """A master, two standbys and a witness with their agents, up and the master
+    recorded, a client writing: (master, servers, agents, writer)."""
+    h = c.hosts
+    m = c.master(h[0])
+    servers = [m, c.standby(m, h[1]), c.standby(m, h[2])]
+    hosts = h[:4]
+    listed = [f"{x}:{c.bind_port}" for x in hosts]
+    agents = []
+    for x in hosts:
+        extra = {"is_witness": "true"} if x == hosts[3] else {}
+        a = c.agent(x, efm_loglevel="INFO", **TIMINGS[timing], **extra)
+        a.nodes = listed
+        a.write_config()
+        agents.append(a)
+    for a in agents:
+        a.start(wait=False)
+
+    def ready():
+        st = agents[0].status()[0]
+        return (st.get("failover", {}).get("master") and len(st["nodes"]) == len(hosts)
+                and all(n["agent"] == "UP" for n in st["nodes"].values()))
+    harness.wait_for(ready, 180, "every agent up and the master recorded")
+    m.sql("CREATE TABLE w (at timestamptz)")
+    writer = Writer(servers)
+    writer.start()
+    time.sleep(1)
+    return m, servers, agents, writer
+
+
 def one_run(build, case):
     timing, what = case.split("-")
     c = harness.Cluster("bench")
     try:
-        h = c.hosts
-        m = c.master(h[0])
-        servers = [m, c.standby(m, h[1]), c.standby(m, h[2])]
-        hosts = h[:4]
-        listed = [f"{x}:{c.bind_port}" for x in hosts]
-        agents = []
-        for x in hosts:
-            extra = {"is_witness": "true"} if x == hosts[3] else {}
-            a = c.agent(x, efm_loglevel="INFO", **TIMINGS[timing], **extra)
-            a.nodes = listed
-            a.write_config()
-            agents.append(a)
-        for a in agents:
-            a.start(wait=False)
-        def ready():
-            st = agents[0].status()[0]
-            return (st.get("failover", {}).get("master") and len(st["nodes"]) == len(hosts)
-                    and all(n["agent"] == "UP" for n in st["nodes"].values()))
-        harness.wait_for(ready, 180, "every agent up and the master recorded")
-        m.sql("CREATE TABLE w (at timestamptz)")
-        writer = Writer(servers)
-        writer.start()
-        time.sleep(1)
+        m, servers, agents, writer = start_cluster(c, timing)
         t_kill, t_wall = time.monotonic(), time.time()
         if what == "host":
             agents[0].proc.kill()
@@ -121,12 +129,12 @@ def one_run(build, case):
                     pass
             return None
         t_prom = harness.wait_for(promoted, 180, "a promotion", interval=0.01)
-        harness.wait_for(lambda: any(t > t_kill and hst != h[0] for t, hst in writer.acked),
+        harness.wait_for(lambda: any(t > t_kill and hst != m.host for t, hst in writer.acked),
                          60, "a write on the new master", interval=0.01)
         writer.stop = True
         writer.join()
-        old = [t for t, hst in writer.acked if hst == h[0]]
-        new = [t for t, hst in writer.acked if hst != h[0]]
+        old = [t for t, hst in writer.acked if hst == m.host]
+        new = [t for t, hst in writer.acked if hst != m.host]
         return {"detected": decision_time(agents, t_wall), "promoted": t_prom - t_kill,
                 "write": min(new) - t_kill, "window": min(new) - max(old),
                 "old_after_new": sum(1 for t in old if t >= min(new))}

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "test", "integration"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from failover import TIMINGS, Writer  # noqa: E402
+from failover import start_cluster  # noqa: E402
 
 
 def switch(agent, cluster, target, writer):
@@ -47,30 +47,7 @@ def one_set(timing, runs):
     c = harness.Cluster("bench")
     results = []
     try:
-        h = c.hosts
-        m = c.master(h[0])
-        servers = [m, c.standby(m, h[1]), c.standby(m, h[2])]
-        hosts = h[:4]
-        listed = [f"{x}:{c.bind_port}" for x in hosts]
-        agents = []
-        for x in hosts:
-            extra = {"is_witness": "true"} if x == hosts[3] else {}
-            a = c.agent(x, efm_loglevel="INFO", **TIMINGS[timing], **extra)
-            a.nodes = listed
-            a.write_config()
-            agents.append(a)
-        for a in agents:
-            a.start(wait=False)
-
-        def ready():
-            st = agents[0].status()[0]
-            return (st.get("failover", {}).get("master") and len(st["nodes"]) == len(hosts)
-                    and all(n["agent"] == "UP" for n in st["nodes"].values()))
-        harness.wait_for(ready, 180, "every agent up and the master recorded")
-        m.sql("CREATE TABLE w (at timestamptz)")
-        writer = Writer(servers)
-        writer.start()
-        time.sleep(1)
+        m, servers, agents, writer = start_cluster(c, timing)
         current = m
         for i in range(runs):
             target = servers[1] if current is m else m
