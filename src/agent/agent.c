@@ -1,6 +1,7 @@
 /*
  * agent.c - efmd's life cycle: start, watch the local database, answer the
- * admin socket, reload on SIGHUP, stop cleanly on SIGTERM.
+ * admin socket, reload on SIGHUP, stop cleanly on SIGTERM.  How it plugs
+ * into the cluster and failover layers is agent_layers.c.
  */
 #include "agent.h"
 
@@ -44,8 +45,7 @@ const char *agent_local_address(const struct agent *a)
 	return a->cfg->bind.host;
 }
 
-/* emit sends a notification (always logged) through the agent's funnel. */
-static void emit(struct agent *a, enum notify_event ev, const struct notify_args *args)
+void agent_emit(struct agent *a, enum notify_event ev, const struct notify_args *args)
 {
 	static const struct notify_args none;
 	if (a->notify != NULL)
@@ -89,7 +89,7 @@ static void become_ready(struct agent *a)
 	                                            [NODE_STANDBY] = NOTIFY_AGENT_STARTED_STANDBY,
 	                                            [NODE_WITNESS] = NOTIFY_AGENT_STARTED_WITNESS,
 	                                            [NODE_IDLE] = NOTIFY_AGENT_STARTED_STANDBY};
-	emit(a, started[a->type], NULL);
+	agent_emit(a, started[a->type], NULL);
 	sd_notify_text("READY=1\nSTATUS=monitoring");
 }
 
@@ -117,8 +117,9 @@ static void on_db_failure_script(const struct script_result *r, void *arg)
 	script_result_describe(r, how, sizeof(how));
 	struct notify_args args = {
 	    .script = a->cfg->script_db_failure, .exit_code = how, .results = r->output};
-	emit(a, script_ok(r) ? NOTIFY_SCRIPT_DB_FAILURE_EXECUTED : NOTIFY_SCRIPT_DB_FAILURE_FAILED,
-	     &args);
+	agent_emit(
+	    a, script_ok(r) ? NOTIFY_SCRIPT_DB_FAILURE_EXECUTED : NOTIFY_SCRIPT_DB_FAILURE_FAILED,
+	    &args);
 }
 
 /* run_db_failure_script runs script.db.failure, if set, once per declared failure. */
@@ -179,7 +180,7 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		           addr);
 		if (connect_failure_event(st->conn_error) != NOTIFY_AGENT_EXITED_STARTUP) {
 			struct notify_args args = {.error = st->error};
-			emit(a, connect_failure_event(st->conn_error), &args);
+			agent_emit(a, connect_failure_event(st->conn_error), &args);
 		}
 		agent_stop(a, AGENT_EXIT_FAILURE, "database unreachable at start");
 		break;
@@ -194,7 +195,7 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		log_warning("db %s:%d: the agent timed out reaching the database but the final "
 		            "check succeeded; monitoring resumed",
 		            a->cfg->db_host, a->cfg->db_port);
-		emit(a, NOTIFY_AGENT_TIMING_OUT, NULL);
+		agent_emit(a, NOTIFY_AGENT_TIMING_OUT, NULL);
 		break;
 	case DBMON_FAILED:
 		log_severe("db %s:%d: %s database failure for cluster %s: declared failed (%s)",
@@ -202,7 +203,7 @@ static void on_dbmon(void *arg, enum dbmon_event ev, const struct dbmon_status *
 		           a->cluster, st->error[0] ? st->error : "no answer");
 		struct notify_args args = {.role = status_node_type_name(a->type),
 		                           .error = st->error};
-		emit(a, NOTIFY_DB_FAILURE, &args);
+		agent_emit(a, NOTIFY_DB_FAILURE, &args);
 		agent_set_type(a, NODE_IDLE,
 		               "local database declared failed; monitoring stopped until "
 		               "'efm resume'");
@@ -235,7 +236,7 @@ static void on_db_alert(void *arg, enum db_verdict why, const struct dbmon_statu
 	struct agent *a = arg;
 	if (why == DB_VERDICT_BUSY) {
 		struct notify_args args = {.error = st->error};
-		emit(a, NOTIFY_DB_CONNECT_TOO_MANY, &args);
+		agent_emit(a, NOTIFY_DB_CONNECT_TOO_MANY, &args);
 	}
 }
 
@@ -248,7 +249,7 @@ static void on_housekeeping(uv_timer_t *t)
 	                                                                 : NULL;
 	if (gone != NULL && !a->lock_warned) {
 		struct notify_args args = {.path = gone->path};
-		emit(a, NOTIFY_LOCK_REMOVED, &args);
+		agent_emit(a, NOTIFY_LOCK_REMOVED, &args);
 	}
 	a->lock_warned = gone != NULL;
 }
@@ -332,10 +333,10 @@ void agent_stop(struct agent *a, int exit_code, const char *why)
 		    [NODE_STANDBY] = NOTIFY_AGENT_EXITED_STANDBY,
 		    [NODE_WITNESS] = NOTIFY_AGENT_EXITED_WITNESS,
 		    [NODE_IDLE] = NOTIFY_AGENT_EXITED_IDLE};
-		emit(a, exited[a->type], NULL);
+		agent_emit(a, exited[a->type], NULL);
 	} else {
 		struct notify_args args = {.error = why};
-		emit(a, NOTIFY_AGENT_EXITED_STARTUP, &args);
+		agent_emit(a, NOTIFY_AGENT_EXITED_STARTUP, &args);
 	}
 	if (a->db_failure_script != NULL)
 		script_cancel(a->db_failure_script);
@@ -468,113 +469,6 @@ static int start_signals(struct agent *a)
 	return 0;
 }
 
-/* cluster_local tells the cluster layer our role and database state (false until known). */
-static bool cluster_local(void *arg, struct members_report *out)
-{
-	struct agent *a = arg;
-	if (!a->ready || a->stopping)
-		return false;
-	out->role = (enum clusterfsm_role)a->type;
-	out->db = CLUSTERFSM_UNKNOWN;
-	if (a->mon != NULL) {
-		const struct dbmon_status *st = dbmon_status(a->mon);
-		/*
-		 * DOWN only on evidence: a busy server or this agent's own trouble
-		 * says nothing about the database, and the failover coordinator
-		 * acts on a DOWN report at once.
-		 */
-		if (st->started)
-			out->db = st->last_ok ? CLUSTERFSM_UP
-			          : st->failed || st->verdict == DB_VERDICT_DOWN
-			              ? CLUSTERFSM_DOWN
-			              : CLUSTERFSM_UNKNOWN;
-		snprintf(out->xlog, sizeof(out->xlog), "%s", db_sample_lsn(&st->last));
-		if (st->failed)
-			snprintf(out->info, sizeof(out->info), "DB failed: %s",
-			         st->error[0] ? st->error : "no answer");
-	}
-	return true;
-}
-
-static void cluster_stop_hook(void *arg, enum cluster_stop_reason reason, const char *why)
-{
-	static const enum agent_exit exit_code[] = {
-	    [CLUSTER_STOP_REQUESTED] = AGENT_EXIT_OK,
-	    [CLUSTER_STOP_FAILED] = AGENT_EXIT_FAILURE,
-	    [CLUSTER_STOP_REFUSED] = AGENT_EXIT_REFUSED,
-	};
-	agent_stop(arg, exit_code[reason], why);
-}
-
-static void cluster_event_hook(void *arg, enum notify_event ev, const char *node)
-{
-	struct notify_args args = {.node = node};
-	emit(arg, ev, &args);
-}
-
-static enum node_type fo_role(void *arg)
-{
-	struct agent *a = arg;
-	return a->ready ? a->type : NODE_IDLE;
-}
-
-static bool fo_db_is_master(void *arg)
-{
-	struct agent *a = arg;
-	if (a->mon == NULL)
-		return false;
-	const struct dbmon_status *st = dbmon_status(a->mon);
-	return st->last_ok && st->last.role == DB_ROLE_MASTER;
-}
-
-static void fo_set_role(void *arg, enum node_type type, const char *why)
-{
-	agent_set_type(arg, type, why);
-}
-
-static void fo_check_now(void *arg)
-{
-	struct agent *a = arg;
-	if (a->mon != NULL && !a->stopping)
-		dbmon_check_now(a->mon);
-}
-
-static void fo_resume(void *arg, const struct db_sample *seen, const char *why)
-{
-	struct agent *a = arg;
-	if (a->mon == NULL || a->stopping)
-		return;
-	dbmon_resume(a->mon, seen);
-	agent_set_type(a, seen->role == DB_ROLE_MASTER ? NODE_MASTER : NODE_STANDBY, why);
-}
-
-static void fo_notify(void *arg, enum notify_event ev, const struct notify_args *args)
-{
-	emit(arg, ev, args);
-}
-
-/* start_cluster listens on bind.address and begins joining; false on failure. */
-static bool start_cluster(struct agent *a)
-{
-	struct cluster_hooks h = {.arg = a,
-	                          .local = cluster_local,
-	                          .stop = cluster_stop_hook,
-	                          .local_node = agent_status_local_node,
-	                          .event = cluster_event_hook};
-	a->cl = cluster_new(a->loop, a->cfg, a->paths.state_dir, a->password, &h);
-	if (a->cl == NULL)
-		return false;
-	struct failover_hooks fh = {.arg = a,
-	                            .role = fo_role,
-	                            .db_is_master = fo_db_is_master,
-	                            .set_role = fo_set_role,
-	                            .resume = fo_resume,
-	                            .check_now = fo_check_now,
-	                            .notify = fo_notify};
-	failover_init(&a->fo, a->loop, a->cfg, a->password, a->cl, &fh);
-	return cluster_start(a->cl);
-}
-
 /* start_services brings up signals, the admin socket and the monitor; false on failure. */
 static bool start_services(struct agent *a)
 {
@@ -597,7 +491,7 @@ static bool start_services(struct agent *a)
 		           uv_strerror(rc));
 		return false;
 	}
-	if (!start_cluster(a))
+	if (!agent_start_cluster(a))
 		return false;
 
 	if (a->cfg->is_witness) {

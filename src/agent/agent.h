@@ -86,6 +86,13 @@ void agent_stop(struct agent *a, int exit_code, const char *why);
  */
 void agent_set_type(struct agent *a, enum node_type type, const char *why);
 
+/* agent_emit sends a notification (always logged) through the agent's funnel. */
+void agent_emit(struct agent *a, enum notify_event ev, const struct notify_args *args);
+
+/* agent_start_cluster (agent_layers.c) listens on bind.address and begins joining; false on
+ * failure. */
+bool agent_start_cluster(struct agent *a);
+
 /* agent_local_address: the address other nodes and the status know us by. */
 const char *agent_local_address(const struct agent *a);
 
